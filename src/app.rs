@@ -1,0 +1,190 @@
+//! Wiring: the data dir, its lock, the store, and the long-running service.
+//!
+//! Owns: creating the data dir, the single-instance lock, opening the store with the
+//! replay of unfinished work, and `serve` (start, run until SIGINT/SIGTERM, stop cleanly).
+//! Must not: hold globals or business rules; it hands `Store` and `Settings` to the
+//! parts that need them.
+
+use crate::config::Settings;
+use crate::model::{Clock, SystemClock};
+use crate::pipeline;
+use crate::store::{Store, StoreError, StoreOptions};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// Name of the store file inside the data dir.
+pub const STORE_FILE: &str = "postroom.redb";
+/// Name of the lock file inside the data dir.
+pub const LOCK_FILE: &str = "postroom.lock";
+
+/// Errors of the program as a whole, rendered for people by `main`.
+#[derive(Debug)]
+pub enum AppError {
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Locked {
+        path: PathBuf,
+        holder: String,
+    },
+    Store(StoreError),
+    Import(crate::import::ImportError),
+    Setting(crate::config::SettingError),
+    Signals(std::io::Error),
+    Usage(String),
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppError::DataDir { path, source } => write!(
+                f,
+                "cannot use the data directory {}: {source}. Create it or point --data (or POSTROOM_DATA) at a writable directory",
+                path.display()
+            ),
+            AppError::Locked { path, holder } => write!(
+                f,
+                "the data directory {} is in use by another postroom process ({holder}). \
+                 Stop it first (for the service: systemctl stop postroom), or use another --data directory",
+                path.display()
+            ),
+            AppError::Store(e) => e.fmt(f),
+            AppError::Import(e) => e.fmt(f),
+            AppError::Setting(e) => e.fmt(f),
+            AppError::Signals(e) => write!(f, "cannot install the SIGINT/SIGTERM handlers: {e}"),
+            AppError::Usage(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::error::Error for AppError {}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        AppError::Store(e)
+    }
+}
+impl From<crate::import::ImportError> for AppError {
+    fn from(e: crate::import::ImportError) -> Self {
+        AppError::Import(e)
+    }
+}
+impl From<crate::config::SettingError> for AppError {
+    fn from(e: crate::config::SettingError) -> Self {
+        AppError::Setting(e)
+    }
+}
+
+/// An open data dir: the lock is held for as long as this value lives.
+pub struct DataDir {
+    pub path: PathBuf,
+    pub store: Store,
+    _lock: File,
+}
+
+impl DataDir {
+    /// Creates the directory if needed (mode 0700), takes the lock, opens and migrates the
+    /// store, and finishes any pipeline work a crash left queued.
+    pub fn open(path: &Path, clock: &dyn Clock) -> Result<DataDir, AppError> {
+        let dd = |source| AppError::DataDir {
+            path: path.to_owned(),
+            source,
+        };
+        if !path.exists() {
+            let mut b = std::fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+            b.create(path).map_err(dd)?;
+            log::info!("created data directory {}", path.display());
+        }
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path.join(LOCK_FILE))
+            .map_err(dd)?;
+        if lock.try_lock().is_err() {
+            let mut holder = String::new();
+            let _ = lock.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(AppError::Locked {
+                path: path.to_owned(),
+                holder: if holder.is_empty() {
+                    "unknown pid".into()
+                } else {
+                    holder.to_owned()
+                },
+            });
+        }
+        lock.set_len(0).map_err(dd)?;
+        lock.rewind().map_err(dd)?;
+        let _ = writeln!(
+            lock,
+            "pid {} ({})",
+            std::process::id(),
+            std::env::args().nth(1).unwrap_or_default()
+        );
+        let store = Store::open(&path.join(STORE_FILE), &StoreOptions::default())?;
+        let settings = Settings::load(&store.read()?)?;
+        let pending = store.read()?.pending_count()?;
+        if pending > 0 {
+            log::info!("finishing {pending} raw messages queued before the last stop");
+            let s = pipeline::process_pending(&store, &settings, clock)?;
+            log::info!(
+                "replayed {} messages: {} new conversations, {} joined",
+                s.processed,
+                s.new_conversations,
+                s.joined
+            );
+        }
+        Ok(DataDir {
+            path: path.to_owned(),
+            store,
+            _lock: lock,
+        })
+    }
+
+    pub fn settings(&self) -> Result<Settings, StoreError> {
+        Settings::load(&self.store.read()?)
+    }
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub fn serve(data: &Path) -> Result<(), AppError> {
+    let clock = SystemClock;
+    let dir = DataDir::open(data, &clock)?;
+    let r = dir.store.read()?;
+    log::info!(
+        "postroom {} serving data dir {} ({} conversations, {} messages)",
+        env!("CARGO_PKG_VERSION"),
+        dir.path.display(),
+        r.conversations()?.len(),
+        r.message_count()?
+    );
+    drop(r);
+    eprintln!(
+        "postroom: ready (data dir {}); stop with Ctrl-C or SIGTERM",
+        dir.path.display()
+    );
+    smol::block_on(async {
+        use async_signal::{Signal, Signals};
+        use smol::stream::StreamExt;
+        let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(AppError::Signals)?;
+        if let Some(sig) = signals.next().await {
+            let name = match sig {
+                Ok(Signal::Int) => "SIGINT",
+                Ok(Signal::Term) => "SIGTERM",
+                _ => "a signal",
+            };
+            log::info!("{name} received, stopping");
+        }
+        Ok::<(), AppError>(())
+    })?;
+    drop(dir);
+    eprintln!("postroom: stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,523 @@
+//! The command line: subcommands, their help, and how their results are printed.
+//!
+//! Owns: argument parsing (clap), rendering lists and JSON for people and scripts, the
+//! import progress bar.
+//! Must not: hold business rules; it calls `app`, `import`, `store` readers and `config`.
+
+use crate::app::{self, AppError, DataDir};
+use crate::config;
+use crate::import::{self, ImportReport};
+use crate::model::{
+    ConvId, ConversationRecord, Direction, MailboxId, MessageRecord, RawId, Status, SystemClock,
+    format_rfc3339, format_utc,
+};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Postroom: the office's shared mailboxes as a helpdesk, in one small program.
+///
+/// Start the service with `postroom serve`; everything lives in one data directory.
+#[derive(Parser, Debug)]
+#[command(name = "postroom", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Data directory (store, keys, certificates). Created on first use.
+    #[arg(long, global = true, env = "POSTROOM_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service: fetch mail, process it, serve the team (stops on Ctrl-C/SIGTERM)
+    Serve,
+    /// Import mail from .eml files, directories of them, mbox files or Maildirs
+    ///
+    /// Importing the same mail twice adds nothing: identical bytes and repeated
+    /// Message-IDs are recognised and counted as duplicates.
+    Import {
+        /// Files or directories to import
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Mailbox to put new conversations in (created if missing)
+        #[arg(long, value_name = "NAME")]
+        mailbox: Option<String>,
+        /// Never draw a progress bar
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// List conversations, newest activity first
+    Conversations {
+        /// Print JSON (one array) instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Only conversations with this status (active, pending, closed, spam)
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        /// At most this many (0 = all)
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: usize,
+    },
+    /// Show one conversation with its messages
+    Conversation {
+        /// Conversation number (as in the subject tag [#N])
+        id: u64,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the exact bytes of a stored raw message (as received)
+    Raw {
+        /// Raw message id (shown by `postroom conversation ID`)
+        id: u64,
+    },
+    /// Show the communication log (what happened to mail)
+    Log {
+        /// How many of the newest entries
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: usize,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show or change settings: no argument lists them, KEY shows one, KEY VALUE sets it
+    Settings {
+        key: Option<String>,
+        value: Option<String>,
+    },
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), AppError> {
+    let data = cli.data.unwrap_or_else(config::default_data_dir);
+    match cli.command {
+        Command::Serve => app::serve(&data),
+        Command::Import {
+            paths,
+            mailbox,
+            quiet,
+        } => cmd_import(&data, &paths, mailbox.as_deref(), quiet),
+        Command::Conversations {
+            json,
+            status,
+            limit,
+        } => cmd_conversations(&data, json, status.as_deref(), limit),
+        Command::Conversation { id, json } => cmd_conversation(&data, id, json),
+        Command::Raw { id } => cmd_raw(&data, id),
+        Command::Log { limit, json } => cmd_log(&data, limit, json),
+        Command::Settings { key, value } => cmd_settings(&data, key, value),
+    }
+}
+
+fn open(data: &std::path::Path) -> Result<DataDir, AppError> {
+    DataDir::open(data, &SystemClock)
+}
+
+fn mailbox_by_name(dir: &DataDir, name: Option<&str>) -> Result<MailboxId, AppError> {
+    let Some(name) = name else {
+        return Ok(MailboxId(1));
+    };
+    let name = name.trim();
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(AppError::Usage(format!(
+            "mailbox name {name:?} is not usable; give a name such as Support"
+        )));
+    }
+    Ok(dir.store.write(|tx| {
+        if let Some(m) = tx
+            .mailboxes()?
+            .into_iter()
+            .find(|m| m.name.eq_ignore_ascii_case(name))
+        {
+            return Ok::<_, AppError>(m.id);
+        }
+        let id = MailboxId(tx.next_id("mailbox")?);
+        tx.put_mailbox(&crate::model::MailboxRecord {
+            id,
+            name: name.to_owned(),
+            address: None,
+        })?;
+        Ok(id)
+    })?)
+}
+
+fn cmd_import(
+    data: &std::path::Path,
+    paths: &[PathBuf],
+    mailbox: Option<&str>,
+    quiet: bool,
+) -> Result<(), AppError> {
+    let dir = open(data)?;
+    let mailbox = mailbox_by_name(&dir, mailbox)?;
+    let settings = dir.settings()?;
+    let started = Instant::now();
+    let tty = !quiet && std::io::stderr().is_terminal();
+    let mut last_draw = Instant::now();
+    let mut progress = |r: &ImportReport| {
+        if tty && (last_draw.elapsed().as_millis() >= 100 || r.bytes_done == r.total_bytes) {
+            last_draw = Instant::now();
+            draw_progress(r, started);
+        }
+    };
+    let report = import::import(
+        &dir.store,
+        paths,
+        mailbox,
+        &settings,
+        &SystemClock,
+        &mut progress,
+    )?;
+    if tty {
+        eprintln!();
+    }
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    let p = &report.pipeline;
+    println!(
+        "imported {} messages from {} files in {:.1} s ({:.0} messages/s)",
+        report.messages,
+        report.files,
+        secs,
+        report.messages as f64 / secs
+    );
+    println!(
+        "  {} stored, {} duplicates ({} identical bytes, {} same Message-ID), {} with warnings",
+        report.stored,
+        report.duplicates(),
+        report.same_bytes,
+        p.duplicates,
+        p.with_warnings
+    );
+    println!(
+        "  {} new conversations, {} messages joined existing ones, {} conversations merged",
+        p.new_conversations, p.joined, p.merged_conversations
+    );
+    if p.with_warnings > 0 {
+        println!("  see the warnings with: postroom log");
+    }
+    if !report.failed.is_empty() {
+        for f in &report.failed {
+            eprintln!("  not imported: {f}");
+        }
+        return Err(AppError::Usage(format!(
+            "{} of {} files could not be read (listed above); fix them and run the same import again, nothing is imported twice",
+            report.failed.len(),
+            report.files
+        )));
+    }
+    Ok(())
+}
+
+fn draw_progress(r: &ImportReport, started: Instant) {
+    let frac = if r.total_bytes == 0 {
+        1.0
+    } else {
+        r.bytes_done as f64 / r.total_bytes as f64
+    };
+    let width = 30;
+    let filled = ((frac * width as f64) as usize).min(width);
+    let rate = r.messages as f64 / started.elapsed().as_secs_f64().max(0.001);
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "\r[{}{}] {:>3.0}%  {} messages  {:.0}/{:.0} MB  {:.0} msg/s ",
+        "#".repeat(filled),
+        ".".repeat(width - filled),
+        frac * 100.0,
+        r.messages,
+        r.bytes_done as f64 / 1e6,
+        r.total_bytes as f64 / 1e6,
+        rate
+    );
+    let _ = err.flush();
+}
+
+fn conv_json(c: &ConversationRecord) -> serde_json::Value {
+    json!({
+        "id": c.id,
+        "status": c.status,
+        "subject": c.subject,
+        "customer": c.customer,
+        "mailbox": c.mailbox.0,
+        "messages": c.message_count,
+        "created": format_rfc3339(c.created),
+        "last_activity": format_rfc3339(c.last_activity),
+        "merged_into": c.merged_into,
+    })
+}
+
+fn msg_json(m: &MessageRecord) -> serde_json::Value {
+    json!({
+        "id": m.id,
+        "direction": m.direction,
+        "message_id": m.message_id,
+        "date": format_rfc3339(m.date),
+        "from": m.from,
+        "to": m.to,
+        "cc": m.cc,
+        "subject": m.subject,
+        "flags": m.flags.names(),
+        "attachments": m.attachments,
+        "preview": m.preview,
+        "warnings": m.warnings,
+        "raw": (m.raw.0 != 0).then_some(m.raw),
+        "also_raw": m.also_raw,
+    })
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn cmd_conversations(
+    data: &std::path::Path,
+    json_out: bool,
+    status: Option<&str>,
+    limit: usize,
+) -> Result<(), AppError> {
+    let filter = match status {
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            AppError::Usage(format!(
+                "unknown status {s:?}; use one of active, pending, closed, spam, merged"
+            ))
+        })?),
+        None => None,
+    };
+    let dir = open(data)?;
+    let mut convs: Vec<ConversationRecord> = dir
+        .store
+        .read()?
+        .conversations()?
+        .into_iter()
+        .filter(|c| match filter {
+            Some(f) => c.status == f,
+            None => c.status != Status::Merged,
+        })
+        .collect();
+    convs.sort_by(|a, b| b.last_activity.cmp(&a.last_activity).then(b.id.cmp(&a.id)));
+    let total = convs.len();
+    if limit > 0 {
+        convs.truncate(limit);
+    }
+    if json_out {
+        print_json(&serde_json::Value::Array(
+            convs.iter().map(conv_json).collect(),
+        ));
+        return Ok(());
+    }
+    println!(
+        "{:>6}  {:<7}  {:<44}  {:<28}  {:>4}  {}",
+        "ID", "STATUS", "SUBJECT", "CUSTOMER", "MSGS", "LAST ACTIVITY (UTC)"
+    );
+    for c in &convs {
+        let customer = c
+            .customer
+            .as_ref()
+            .map(|a| {
+                if a.email.is_empty() {
+                    a.name.clone()
+                } else {
+                    a.email.clone()
+                }
+            })
+            .unwrap_or_default();
+        println!(
+            "{:>6}  {:<7}  {:<44}  {:<28}  {:>4}  {}",
+            c.id,
+            c.status,
+            clip(&c.subject, 44),
+            clip(&customer, 28),
+            c.message_count,
+            format_utc(c.last_activity)
+        );
+    }
+    if total > convs.len() {
+        println!("({} of {total} shown; --limit 0 shows all)", convs.len());
+    }
+    Ok(())
+}
+
+fn cmd_conversation(data: &std::path::Path, id: u64, json_out: bool) -> Result<(), AppError> {
+    let dir = open(data)?;
+    let r = dir.store.read()?;
+    let mut conv = r.conversation(ConvId(id))?.ok_or_else(|| {
+        AppError::Usage(format!(
+            "there is no conversation {id}; list them with: postroom conversations"
+        ))
+    })?;
+    let mut hops = 0;
+    while let (Status::Merged, Some(next), true) = (conv.status, conv.merged_into, hops < 64) {
+        eprintln!(
+            "conversation {} was merged into {next}; showing {next}",
+            conv.id
+        );
+        conv = r
+            .conversation(next)?
+            .ok_or_else(|| AppError::Usage(format!("conversation {next} is missing")))?;
+        hops += 1;
+    }
+    let msgs = r.conversation_messages(conv.id)?;
+    if json_out {
+        let mut v = conv_json(&conv);
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "thread".into(),
+                serde_json::Value::Array(msgs.iter().map(msg_json).collect()),
+            );
+        }
+        print_json(&v);
+        return Ok(());
+    }
+    println!("#{} {}", conv.id, conv.subject);
+    println!(
+        "status {}, {} messages, customer {}, last activity {} UTC",
+        conv.status,
+        conv.message_count,
+        conv.customer
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "-".into()),
+        format_utc(conv.last_activity)
+    );
+    for m in &msgs {
+        println!();
+        let arrow = match m.direction {
+            Direction::In => "<-",
+            Direction::Out => "->",
+        };
+        let flags = m.flags.names();
+        println!(
+            "{arrow} message {} {}  {}{}",
+            m.id,
+            format_utc(m.date),
+            m.from
+                .as_ref()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "(no sender)".into()),
+            if flags.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", flags.join(", "))
+            }
+        );
+        println!("   Subject: {}", m.subject);
+        if let Some(mid) = &m.message_id {
+            println!("   Message-ID: <{mid}>");
+        }
+        if m.attachments > 0 {
+            println!("   {} attachment(s)", m.attachments);
+        }
+        if !m.preview.is_empty() {
+            println!("   {}", m.preview);
+        }
+        for w in &m.warnings {
+            println!("   warning: {w}");
+        }
+        if m.raw.0 != 0 {
+            let also: Vec<String> = m.also_raw.iter().map(|r| r.to_string()).collect();
+            println!(
+                "   raw {}{} (postroom raw {})",
+                m.raw,
+                if also.is_empty() {
+                    String::new()
+                } else {
+                    format!(", also delivered as raw {}", also.join(", "))
+                },
+                m.raw
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cmd_raw(data: &std::path::Path, id: u64) -> Result<(), AppError> {
+    let dir = open(data)?;
+    let bytes = dir
+        .store
+        .read()?
+        .raw_bytes(RawId(id))?
+        .ok_or_else(|| AppError::Usage(format!("there is no raw message {id}")))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes)
+        .and_then(|_| out.flush())
+        .map_err(|e| AppError::Usage(format!("cannot write to stdout: {e}")))
+}
+
+fn cmd_log(data: &std::path::Path, limit: usize, json_out: bool) -> Result<(), AppError> {
+    let dir = open(data)?;
+    let entries = dir.store.read()?.log(limit)?;
+    if json_out {
+        let v: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "at_ms": e.at,
+                    "level": e.level,
+                    "component": e.component,
+                    "raw": e.raw,
+                    "conversation": e.conv,
+                    "text": e.text,
+                })
+            })
+            .collect();
+        print_json(&serde_json::Value::Array(v));
+        return Ok(());
+    }
+    for e in entries {
+        println!(
+            "{} {:<5} {:<9} {}",
+            format_utc(e.at.div_euclid(1000)),
+            e.level.as_str(),
+            e.component,
+            e.text
+        );
+    }
+    Ok(())
+}
+
+fn cmd_settings(
+    data: &std::path::Path,
+    key: Option<String>,
+    value: Option<String>,
+) -> Result<(), AppError> {
+    let dir = open(data)?;
+    match (key, value) {
+        (None, _) => {
+            let r = dir.store.read()?;
+            for def in config::SETTINGS {
+                let v = r.setting(def.key)?;
+                println!(
+                    "{} = {:?}{}",
+                    def.key,
+                    v.as_deref().unwrap_or(def.default),
+                    if v.is_none() { " (default)" } else { "" }
+                );
+                println!("    {}", def.help);
+            }
+        }
+        (Some(k), None) => {
+            let def = config::setting_def(&k)?;
+            let v = dir.store.read()?.setting(&k)?;
+            println!("{}", v.as_deref().unwrap_or(def.default));
+        }
+        (Some(k), Some(v)) => {
+            dir.store
+                .write(|tx| config::set(tx, &k, &v).map_err(AppError::from))?;
+            println!("{k} = {v:?}");
+        }
+    }
+    Ok(())
+}

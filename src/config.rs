@@ -1,0 +1,168 @@
+//! Bootstrap configuration (where the data dir is) and the admin settings kept in the store.
+//!
+//! Owns: the list of settings with their defaults and validation (one table drives the
+//! CLI today and the admin form later), and data-dir resolution.
+//! Must not: hold globals; settings are loaded into a `Settings` value and passed along.
+
+use crate::store::{Reader, StoreError, Tx};
+use std::path::PathBuf;
+
+/// One admin setting: its key, default, help text and validator.
+pub struct SettingDef {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+    pub validate: fn(&str) -> Result<(), String>,
+}
+
+fn validate_tag_prefix(v: &str) -> Result<(), String> {
+    if v.is_empty() || v.chars().count() > 20 {
+        return Err("must be 1 to 20 characters".into());
+    }
+    if let Some(c) = v.chars().find(|c| {
+        c.is_whitespace() || c.is_control() || matches!(c, '[' | ']') || c.is_ascii_digit()
+    }) {
+        return Err(format!(
+            "must not contain {c:?} (no spaces, brackets or digits)"
+        ));
+    }
+    Ok(())
+}
+
+/// Every setting there is.
+pub const SETTINGS: &[SettingDef] = &[SettingDef {
+    key: "subject_tag_prefix",
+    default: "#",
+    help: "what stands before the conversation number in subject tags: \"#\" gives [#1234], \"Ticket#\" gives [Ticket#1234]",
+    validate: validate_tag_prefix,
+}];
+
+/// A setting could not be changed.
+#[derive(Debug)]
+pub enum SettingError {
+    Unknown(String),
+    Invalid {
+        key: String,
+        value: String,
+        why: String,
+    },
+    Store(StoreError),
+}
+
+impl std::fmt::Display for SettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettingError::Unknown(k) => {
+                let known: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+                write!(
+                    f,
+                    "there is no setting {k:?}; known settings: {}",
+                    known.join(", ")
+                )
+            }
+            SettingError::Invalid { key, value, why } => {
+                write!(f, "{key} cannot be {value:?}: it {why}")
+            }
+            SettingError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+impl From<StoreError> for SettingError {
+    fn from(e: StoreError) -> Self {
+        SettingError::Store(e)
+    }
+}
+
+pub fn setting_def(key: &str) -> Result<&'static SettingDef, SettingError> {
+    SETTINGS
+        .iter()
+        .find(|s| s.key == key)
+        .ok_or_else(|| SettingError::Unknown(key.to_owned()))
+}
+
+/// Validates and stores a setting.
+pub fn set(tx: &mut Tx<'_>, key: &str, value: &str) -> Result<(), SettingError> {
+    let def = setting_def(key)?;
+    (def.validate)(value).map_err(|why| SettingError::Invalid {
+        key: key.into(),
+        value: value.into(),
+        why,
+    })?;
+    if value == def.default {
+        tx.remove_setting(key)?;
+    } else {
+        tx.set_setting(key, value)?;
+    }
+    Ok(())
+}
+
+/// The settings the pipeline needs, loaded once per run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub subject_tag_prefix: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            subject_tag_prefix: "#".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads from the store; a stored value that no longer validates falls back to the
+    /// default with a warning in the log.
+    pub fn load(r: &Reader) -> Result<Settings, StoreError> {
+        let get = |key: &str| -> Result<String, StoreError> {
+            let def = setting_def(key).map_err(|_| StoreError::NotFound {
+                what: "setting",
+                id: 0,
+            })?;
+            Ok(match r.setting(key)? {
+                Some(v) if (def.validate)(&v).is_ok() => v,
+                Some(v) => {
+                    log::warn!(
+                        "setting {key} has the invalid value {v:?}; using the default {:?}",
+                        def.default
+                    );
+                    def.default.to_owned()
+                }
+                None => def.default.to_owned(),
+            })
+        };
+        Ok(Settings {
+            subject_tag_prefix: get("subject_tag_prefix")?,
+        })
+    }
+}
+
+/// Where the data lives: `--data`/`POSTROOM_DATA` if given, else `$XDG_DATA_HOME/postroom`,
+/// else `~/.local/share/postroom`, else `./postroom-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("postroom");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/postroom");
+    }
+    PathBuf::from("postroom-data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_prefix_is_validated() {
+        assert!(validate_tag_prefix("#").is_ok());
+        assert!(validate_tag_prefix("Ticket#").is_ok());
+        assert!(validate_tag_prefix("").is_err());
+        assert!(validate_tag_prefix("a b").is_err());
+        assert!(validate_tag_prefix("x]").is_err());
+        assert!(validate_tag_prefix("T1").is_err());
+    }
+}

@@ -1,0 +1,376 @@
+//! Plain types shared by every stage: newtype ids, records, statuses and flags.
+//!
+//! Owns: the vocabulary of the program (what a raw message, a message, a conversation,
+//! a mailbox and a log entry are).
+//! Must not: do I/O, know redb, HTTP or sockets, or encode itself for storage (that is
+//! `store::codec`). Fixed-width integers only (`u32`/`u64`/`i64`), never `usize`, so the
+//! records mean the same on a 32-bit Pi.
+
+use serde::Serialize;
+use std::fmt;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// One stored raw message (unique bytes), numbered in arrival order.
+    RawId
+);
+id_type!(
+    /// One message in a conversation (received or sent).
+    MsgId
+);
+id_type!(
+    /// One conversation; its number is what the subject tag `[#N]` carries.
+    ConvId
+);
+id_type!(
+    /// One mailbox (a shared inbox such as "Support").
+    MailboxId
+);
+
+/// SHA-256 of the exact bytes of a raw message: the key of the content-addressed store.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a raw message came from, e.g. `import:/home/a/mail.mbox#12` or
+/// `imap:support/INBOX/uidvalidity 7/uid 123`.
+pub type SourceLabel = String;
+
+/// Metadata of one stored raw message (the bytes themselves live in the blob table).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRecord {
+    pub hash: ContentHash,
+    pub size: u64,
+    /// Unix milliseconds when the bytes were first committed.
+    pub received_at: i64,
+    /// Every place these exact bytes were seen, first one first (capped, see `sources_dropped`).
+    pub sources: Vec<SourceLabel>,
+    /// How many further sightings were not listed because the list was full.
+    pub sources_dropped: u32,
+    /// The mailbox the source asked for (import `--mailbox`, an account's target mailbox).
+    pub mailbox: MailboxId,
+}
+
+/// Direction of a message as seen from the office.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Received from outside (a customer, a mailer daemon).
+    In,
+    /// Sent by Postroom (a reply, an auto-reply, a notification copy).
+    Out,
+}
+
+/// Conversation status, as agents see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Pending,
+    Closed,
+    Spam,
+    /// Folded into another conversation; `merged_into` says which one.
+    Merged,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Pending => "pending",
+            Status::Closed => "closed",
+            Status::Spam => "spam",
+            Status::Merged => "merged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "active" => Status::Active,
+            "pending" => Status::Pending,
+            "closed" => Status::Closed,
+            "spam" => Status::Spam,
+            "merged" => Status::Merged,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Message flags, a bit set stored as `u32`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsgFlags(pub u32);
+
+impl MsgFlags {
+    /// Auto-reply or out-of-office (RFC 3834 `Auto-Submitted`, `X-Autoreply`, ...).
+    pub const AUTO_REPLY: u32 = 1;
+    /// Delivery status notification / bounce.
+    pub const BOUNCE: u32 = 1 << 1;
+    /// Mailing-list mail (`List-Id`).
+    pub const LIST: u32 = 1 << 2;
+    /// Bulk/junk precedence.
+    pub const BULK: u32 = 1 << 3;
+    /// The MIME parser could not make sense of the bytes; the raw is kept and shown as is.
+    pub const UNPARSEABLE: u32 = 1 << 4;
+    /// No usable `Date:` header; the arrival time stands in.
+    pub const NO_DATE: u32 = 1 << 5;
+
+    pub const NAMES: [(u32, &'static str); 6] = [
+        (Self::AUTO_REPLY, "auto-reply"),
+        (Self::BOUNCE, "bounce"),
+        (Self::LIST, "list"),
+        (Self::BULK, "bulk"),
+        (Self::UNPARSEABLE, "unparseable"),
+        (Self::NO_DATE, "no-date"),
+    ];
+
+    pub fn has(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
+
+    pub fn set(&mut self, bit: u32) {
+        self.0 |= bit;
+    }
+
+    /// True for anything a machine sent on its own: such mail never reopens a conversation
+    /// and never gets an auto-reply of ours.
+    pub fn is_automatic(self) -> bool {
+        self.has(Self::AUTO_REPLY) || self.has(Self::BOUNCE)
+    }
+
+    pub fn names(self) -> Vec<&'static str> {
+        Self::NAMES
+            .iter()
+            .filter(|(bit, _)| self.has(*bit))
+            .map(|(_, n)| *n)
+            .collect()
+    }
+}
+
+/// A mail address with its display name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Addr {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub email: String,
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.name.is_empty(), self.email.is_empty()) {
+            (true, _) => f.write_str(&self.email),
+            (false, true) => f.write_str(&self.name),
+            (false, false) => write!(f, "{} <{}>", self.name, self.email),
+        }
+    }
+}
+
+/// One message of a conversation, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: MsgId,
+    pub conv: ConvId,
+    /// The raw message this record was built from; further deliveries of the same
+    /// Message-ID (another account, another copy) are listed in `also_raw`.
+    pub raw: RawId,
+    pub also_raw: Vec<RawId>,
+    pub direction: Direction,
+    /// Message-ID without angle brackets.
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub subject: String,
+    pub from: Option<Addr>,
+    pub to: Vec<Addr>,
+    pub cc: Vec<Addr>,
+    /// Unix seconds from the `Date:` header, or the arrival time when it has none.
+    pub date: i64,
+    pub flags: MsgFlags,
+    pub attachments: u32,
+    /// First characters of the text, for lists.
+    pub preview: String,
+    /// What the parser found odd; the message is kept regardless.
+    pub warnings: Vec<String>,
+}
+
+/// One conversation (a ticket).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationRecord {
+    pub id: ConvId,
+    pub mailbox: MailboxId,
+    pub status: Status,
+    pub subject: String,
+    pub customer: Option<Addr>,
+    /// Date of the earliest message (unix seconds).
+    pub created: i64,
+    /// Date of the newest message (unix seconds).
+    pub last_activity: i64,
+    pub message_count: u32,
+    pub merged_into: Option<ConvId>,
+}
+
+/// A mailbox: a shared inbox the team works on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailboxRecord {
+    pub id: MailboxId,
+    pub name: String,
+    /// The mailbox's own address, once configured.
+    pub address: Option<String>,
+}
+
+/// Severity of a communication-log entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// One line of the communication log: what happened to mail, for the admin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Unix milliseconds.
+    pub at: i64,
+    pub level: Level,
+    /// Which part spoke: `import`, `pipeline`, `imap:support`, ...
+    pub component: String,
+    pub raw: Option<RawId>,
+    pub conv: Option<ConvId>,
+    pub text: String,
+}
+
+/// Milliseconds and seconds since the Unix epoch, from an injected clock.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+    fn now_secs(&self) -> i64 {
+        self.now_ms().div_euclid(1000)
+    }
+}
+
+/// The real clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(_) => 0,
+        }
+    }
+}
+
+/// A clock that always says the same time (tests, replays).
+#[derive(Clone, Copy, Debug)]
+pub struct FixedClock(pub i64);
+
+impl Clock for FixedClock {
+    fn now_ms(&self) -> i64 {
+        self.0
+    }
+}
+
+/// `2026-11-22 15:04` (UTC) for a unix-seconds timestamp; for people, not machines.
+pub fn format_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+/// RFC 3339 (`2026-11-22T15:04:05Z`) for a unix-seconds timestamp.
+pub fn format_rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_format_in_utc() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(1_795_363_200), "2026-11-22T00:00:00Z");
+        assert_eq!(format_utc(951_782_400 + 3_661), "2000-02-29 01:01");
+        assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn flags_name_themselves() {
+        let mut f = MsgFlags::default();
+        f.set(MsgFlags::AUTO_REPLY);
+        f.set(MsgFlags::LIST);
+        assert_eq!(f.names(), vec!["auto-reply", "list"]);
+        assert!(f.is_automatic());
+    }
+}

@@ -1,0 +1,485 @@
+//! The pipeline: raw bytes -> parse -> thread -> conversation, as pure stages behind one
+//! orchestrator that applies them in commit 2 (one write transaction per batch).
+//!
+//! Owns: processing queued raw messages exactly once (idempotent per raw id: a raw that
+//! is no longer pending is skipped), duplicate detection by Message-ID, conversation
+//! creation, merges and status rules, and the communication-log lines about them.
+//! Must not: touch the network, or write outside `Store::write`.
+//!
+//! Replay: everything not yet processed sits in the store's pending queue, so running
+//! `process_pending` at startup finishes whatever a crash interrupted.
+
+pub mod parse;
+pub mod thread;
+
+use crate::config::Settings;
+use crate::model::{
+    Addr, Clock, ConvId, ConversationRecord, Direction, Level, LogEntry, MailboxId, MessageRecord,
+    MsgFlags, MsgId, RawId, RawRecord, Status,
+};
+use crate::store::{Store, StoreError, Tx};
+use parse::Parsed;
+use thread::{Matched, ThreadInput, ThreadView};
+
+/// Raw messages processed per commit.
+const BATCH_ITEMS: usize = 512;
+/// Raw bytes parsed per commit (keeps memory flat on a Pi).
+const BATCH_BYTES: u64 = 8 << 20;
+/// Longest chain of merged conversations we follow.
+const MAX_MERGE_HOPS: u32 = 64;
+
+/// What processing did, summed over messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub processed: u64,
+    pub new_conversations: u64,
+    pub joined: u64,
+    pub merged_conversations: u64,
+    /// Same Message-ID and content delivered again (another account, another copy).
+    pub duplicates: u64,
+    /// Messages that carried at least one parse warning.
+    pub with_warnings: u64,
+}
+
+impl Summary {
+    pub fn add(&mut self, o: &Summary) {
+        self.processed += o.processed;
+        self.new_conversations += o.new_conversations;
+        self.joined += o.joined;
+        self.merged_conversations += o.merged_conversations;
+        self.duplicates += o.duplicates;
+        self.with_warnings += o.with_warnings;
+    }
+}
+
+/// Processes every pending raw message, in arrival order, batch by batch.
+pub fn process_pending(
+    store: &Store,
+    settings: &Settings,
+    clock: &dyn Clock,
+) -> Result<Summary, StoreError> {
+    let mut total = Summary::default();
+    loop {
+        let reader = store.read()?;
+        let ids = reader.pending(BATCH_ITEMS, BATCH_BYTES)?;
+        if ids.is_empty() {
+            return Ok(total);
+        }
+        let mut batch = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(rec) = reader.raw(id)? else { continue };
+            let bytes = reader.raw_bytes(id)?.unwrap_or_default();
+            batch.push((id, rec, bytes));
+        }
+        drop(reader);
+        let parsed = parse_all(&batch);
+        let s = store.write(|tx| {
+            let mut s = Summary::default();
+            for ((id, rec, _), p) in batch.iter().zip(parsed) {
+                s.add(&process_one(tx, *id, rec, p, settings, clock)?);
+            }
+            Ok::<_, StoreError>(s)
+        })?;
+        total.add(&s);
+    }
+}
+
+/// Parses a batch, on two threads when it is worth it (the Pi has four cores).
+fn parse_all(batch: &[(RawId, RawRecord, Vec<u8>)]) -> Vec<Parsed> {
+    if batch.len() < 8 {
+        return batch.iter().map(|(_, _, b)| parse::parse(b)).collect();
+    }
+    let mid = batch.len() / 2;
+    let (a, b) = batch.split_at(mid);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            b.iter()
+                .map(|(_, _, b)| parse::parse(b))
+                .collect::<Vec<_>>()
+        });
+        let mut out: Vec<Parsed> = a.iter().map(|(_, _, b)| parse::parse(b)).collect();
+        match h.join() {
+            Ok(mut rest) => out.append(&mut rest),
+            // The parse stage catches panics itself; this is belt and braces.
+            Err(_) => out.extend(b.iter().map(|(_, _, b)| parse::parse(b))),
+        }
+        out
+    })
+}
+
+/// Resolves a conversation through merges to the one that holds its messages now.
+fn resolve(tx: &Tx<'_>, mut id: ConvId) -> Result<Option<ConvId>, StoreError> {
+    for _ in 0..MAX_MERGE_HOPS {
+        match tx.conversation(id)? {
+            Some(c) => match c.merged_into {
+                Some(next) if c.status == Status::Merged => id = next,
+                _ => return Ok(Some(id)),
+            },
+            None => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+struct View<'a, 't>(&'a Tx<'t>);
+
+impl ThreadView for View<'_, '_> {
+    type Error = StoreError;
+    fn conversation_of_msgid(&self, id: &str) -> Result<Option<ConvId>, StoreError> {
+        match self.0.message_by_msgid(id)? {
+            Some(m) => match self.0.message(m)? {
+                Some(rec) => resolve(self.0, rec.conv),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+    fn conversation_by_number(&self, n: u64) -> Result<Option<ConvId>, StoreError> {
+        resolve(self.0, ConvId(n))
+    }
+    fn waiting_on(&self, id: &str) -> Result<Vec<ConvId>, StoreError> {
+        let mut out = Vec::new();
+        for c in self.0.waiting_for(id)? {
+            if let Some(r) = resolve(self.0, c)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn log(
+    tx: &mut Tx<'_>,
+    clock: &dyn Clock,
+    level: Level,
+    raw: Option<RawId>,
+    conv: Option<ConvId>,
+    text: String,
+) -> Result<(), StoreError> {
+    tx.log(&LogEntry {
+        at: clock.now_ms(),
+        level,
+        component: "pipeline".into(),
+        raw,
+        conv,
+        text,
+    })
+}
+
+/// Same sender, subject and date: a second delivery of the same mail, not a collision.
+fn same_mail(a: &MessageRecord, p: &Parsed, date: i64) -> bool {
+    let email = |x: Option<&Addr>| x.map(|a| a.email.to_ascii_lowercase());
+    email(a.from.as_ref()) == email(p.from.as_ref()) && a.subject == p.subject && a.date == date
+}
+
+fn process_one(
+    tx: &mut Tx<'_>,
+    raw: RawId,
+    rec: &RawRecord,
+    mut p: Parsed,
+    settings: &Settings,
+    clock: &dyn Clock,
+) -> Result<Summary, StoreError> {
+    let mut s = Summary::default();
+    if !tx.is_pending(raw)? {
+        return Ok(s); // already processed: idempotent
+    }
+    s.processed = 1;
+    let date = p.date.unwrap_or(rec.received_at.div_euclid(1000));
+    // Duplicate delivery of a Message-ID we already have?
+    let mut index_own_id = p.message_id.is_some();
+    if let Some(mid) = p.message_id.clone() {
+        if let Some(existing) = tx.message_by_msgid(&mid)? {
+            if let Some(mut m) = tx.message(existing)? {
+                if m.direction == Direction::Out || same_mail(&m, &p, date) {
+                    if !m.also_raw.contains(&raw) && m.raw != raw {
+                        m.also_raw.push(raw);
+                    }
+                    tx.put_message(&m)?;
+                    tx.finish_raw(raw, Some(m.id))?;
+                    let sources = rec.sources.first().cloned().unwrap_or_default();
+                    log(
+                        tx,
+                        clock,
+                        Level::Info,
+                        Some(raw),
+                        Some(m.conv),
+                        format!(
+                            "duplicate of message {} (Message-ID <{mid}>) from {sources}; recorded as a second source",
+                            m.id
+                        ),
+                    )?;
+                    s.duplicates = 1;
+                    return Ok(s);
+                }
+                p.warnings.push(format!(
+                    "Message-ID <{mid}> is already used by message {} with different content; kept as a separate message",
+                    m.id
+                ));
+                index_own_id = false;
+            }
+        }
+    }
+    let decision = thread::decide(
+        &ThreadInput {
+            message_id: if index_own_id {
+                p.message_id.as_deref()
+            } else {
+                None
+            },
+            in_reply_to: &p.in_reply_to,
+            references: &p.references,
+            reported_ids: &p.reported_ids,
+            subject: &p.subject,
+        },
+        &settings.subject_tag_prefix,
+        &View(tx),
+    )?;
+    let msg_id = MsgId(tx.next_id("msg")?);
+    let (conv_id, created) = match decision.target {
+        Some(c) => (c, false),
+        None => {
+            let id = ConvId(tx.next_id("conv")?);
+            let mailbox = if tx.mailbox(rec.mailbox)?.is_some() {
+                rec.mailbox
+            } else {
+                MailboxId(1)
+            };
+            tx.put_conversation(&ConversationRecord {
+                id,
+                mailbox,
+                status: Status::Active,
+                subject: p.subject.clone(),
+                customer: p.from.clone(),
+                created: date,
+                last_activity: date,
+                message_count: 0,
+                merged_into: None,
+            })?;
+            (id, true)
+        }
+    };
+    for from in &decision.merge {
+        merge(tx, *from, conv_id, clock)?;
+        s.merged_conversations += 1;
+    }
+    if !p.warnings.is_empty() {
+        s.with_warnings = 1;
+    }
+    let record = MessageRecord {
+        id: msg_id,
+        conv: conv_id,
+        raw,
+        also_raw: Vec::new(),
+        direction: Direction::In,
+        message_id: p.message_id.clone(),
+        in_reply_to: p.in_reply_to.clone(),
+        references: p.references.clone(),
+        subject: p.subject.clone(),
+        from: p.from.clone(),
+        to: p.to.clone(),
+        cc: p.cc.clone(),
+        date,
+        flags: p.flags,
+        attachments: p.attachments,
+        preview: p.preview.clone(),
+        warnings: p.warnings.clone(),
+    };
+    tx.put_message(&record)?;
+    tx.link(conv_id, msg_id)?;
+    if index_own_id {
+        if let Some(mid) = &p.message_id {
+            tx.index_msgid(mid, msg_id)?;
+            tx.clear_waiting(mid)?;
+        }
+    }
+    for r in &decision.unknown_refs {
+        tx.add_waiting(r, conv_id)?;
+    }
+    let reopened = add_to_conversation(tx, conv_id, &record)?;
+    tx.finish_raw(raw, Some(msg_id))?;
+    let who = p
+        .from
+        .as_ref()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "(no sender)".into());
+    let kind = flag_words(p.flags);
+    let text = if created {
+        s.new_conversations = 1;
+        format!(
+            "new conversation #{conv_id} from {who}{kind}: {}",
+            p.subject
+        )
+    } else {
+        s.joined = 1;
+        let how = match decision.matched {
+            Matched::Tag(n) => format!("by the subject tag #{n}"),
+            Matched::InReplyTo => "by In-Reply-To".into(),
+            Matched::References => "by References".into(),
+            Matched::Report => "as a delivery report about a message in it".into(),
+            Matched::EarlierReplies => "as the message its earlier-arrived replies answer".into(),
+            Matched::Nothing => "".into(),
+        };
+        format!(
+            "message from {who}{kind} joined conversation #{conv_id} {how}{}",
+            if reopened {
+                "; conversation reopened"
+            } else {
+                ""
+            }
+        )
+    };
+    log(tx, clock, Level::Info, Some(raw), Some(conv_id), text)?;
+    if !p.warnings.is_empty() {
+        log(
+            tx,
+            clock,
+            Level::Warn,
+            Some(raw),
+            Some(conv_id),
+            format!("message {msg_id}: {}", p.warnings.join("; ")),
+        )?;
+    }
+    Ok(s)
+}
+
+fn flag_words(f: MsgFlags) -> String {
+    let names = f.names();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", names.join(", "))
+    }
+}
+
+/// Updates a conversation for a new message; returns whether it was reopened.
+fn add_to_conversation(
+    tx: &mut Tx<'_>,
+    conv: ConvId,
+    m: &MessageRecord,
+) -> Result<bool, StoreError> {
+    let mut c = tx.conversation(conv)?.ok_or(StoreError::NotFound {
+        what: "conversation",
+        id: conv.0,
+    })?;
+    let first = c.message_count == 0;
+    c.message_count = c.message_count.saturating_add(1);
+    if first || m.date < c.created {
+        // The earliest message names the conversation (an original that arrived after
+        // its replies takes over the subject and the customer).
+        c.created = m.date;
+        if m.direction == Direction::In {
+            c.subject = m.subject.clone();
+            c.customer = m.from.clone();
+        }
+    }
+    c.last_activity = c.last_activity.max(m.date);
+    let mut reopened = false;
+    if !first
+        && m.direction == Direction::In
+        && !m.flags.is_automatic()
+        && !m.flags.has(MsgFlags::BULK)
+        && matches!(c.status, Status::Closed | Status::Pending)
+    {
+        c.status = Status::Active;
+        reopened = true;
+    }
+    tx.put_conversation(&c)?;
+    Ok(reopened)
+}
+
+/// Folds conversation `from` into `into`: its messages move, it stays as a forward pointer.
+pub fn merge(
+    tx: &mut Tx<'_>,
+    from: ConvId,
+    into: ConvId,
+    clock: &dyn Clock,
+) -> Result<(), StoreError> {
+    if from == into {
+        return Ok(());
+    }
+    let mut src = tx.conversation(from)?.ok_or(StoreError::NotFound {
+        what: "conversation",
+        id: from.0,
+    })?;
+    let mut dst = tx.conversation(into)?.ok_or(StoreError::NotFound {
+        what: "conversation",
+        id: into.0,
+    })?;
+    for id in tx.conversation_messages(from)? {
+        tx.unlink(from, id)?;
+        tx.link(into, id)?;
+        if let Some(mut m) = tx.message(id)? {
+            m.conv = into;
+            tx.put_message(&m)?;
+        }
+    }
+    dst.message_count = dst.message_count.saturating_add(src.message_count);
+    if src.message_count > 0
+        && (dst.message_count == src.message_count || src.created < dst.created)
+    {
+        dst.created = src.created;
+        dst.subject = src.subject.clone();
+        dst.customer = src.customer.clone();
+    }
+    dst.last_activity = dst.last_activity.max(src.last_activity);
+    if src.status == Status::Active && matches!(dst.status, Status::Closed | Status::Pending) {
+        dst.status = Status::Active;
+    }
+    src.status = Status::Merged;
+    src.merged_into = Some(into);
+    src.message_count = 0;
+    tx.put_conversation(&src)?;
+    tx.put_conversation(&dst)?;
+    log(
+        tx,
+        clock,
+        Level::Info,
+        None,
+        Some(into),
+        format!("conversation #{from} merged into #{into}"),
+    )?;
+    Ok(())
+}
+
+/// Records a message we sent (a reply, an auto-reply) so that answers to it thread by
+/// its Message-ID. The outbox calls this in the transaction that queues the mail.
+pub fn record_sent(
+    tx: &mut Tx<'_>,
+    conv: ConvId,
+    message_id: &str,
+    subject: &str,
+    from: Addr,
+    to: Vec<Addr>,
+    date: i64,
+) -> Result<MsgId, StoreError> {
+    let conv = resolve(tx, conv)?.ok_or(StoreError::NotFound {
+        what: "conversation",
+        id: conv.0,
+    })?;
+    let id = MsgId(tx.next_id("msg")?);
+    let m = MessageRecord {
+        id,
+        conv,
+        raw: RawId(0),
+        also_raw: Vec::new(),
+        direction: Direction::Out,
+        message_id: Some(message_id.to_owned()),
+        in_reply_to: Vec::new(),
+        references: Vec::new(),
+        subject: subject.to_owned(),
+        from: Some(from),
+        to,
+        cc: Vec::new(),
+        date,
+        flags: MsgFlags::default(),
+        attachments: 0,
+        preview: String::new(),
+        warnings: Vec::new(),
+    };
+    tx.put_message(&m)?;
+    tx.link(conv, id)?;
+    tx.index_msgid(message_id, id)?;
+    add_to_conversation(tx, conv, &m)?;
+    Ok(id)
+}

@@ -1,0 +1,521 @@
+//! Byte encodings of the stored records.
+//!
+//! Owns: how each record of `model` is laid out in a redb value. Every record starts with
+//! a format byte; lengths are `u32` little-endian, integers fixed-width little-endian.
+//! No `usize` ever reaches the disk, so an armv7 Pi and an x86_64 laptop read the same file.
+//! Must not: hold business rules, or panic on a damaged value (decoding returns an error
+//! that names the record).
+
+use crate::model::{
+    Addr, ContentHash, ConvId, ConversationRecord, Direction, Level, LogEntry, MailboxId,
+    MailboxRecord, MessageRecord, MsgFlags, MsgId, RawId, RawRecord, Status,
+};
+use std::fmt;
+
+/// A stored value could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    pub record: &'static str,
+    pub what: String,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stored {} record is damaged: {}", self.record, self.what)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Appends fixed-width little-endian fields.
+#[derive(Default)]
+pub struct Enc {
+    buf: Vec<u8>,
+}
+
+impl Enc {
+    pub fn new(format: u8) -> Enc {
+        Enc { buf: vec![format] }
+    }
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.buf.push(v);
+        self
+    }
+    /// Fixed-size bytes, no length prefix (hashes).
+    pub fn fixed(&mut self, v: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(v);
+        self
+    }
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn i64(&mut self, v: i64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    /// Length-prefixed bytes. Values longer than `u32::MAX` are cut (never happens for
+    /// the strings we store: headers are capped long before that).
+    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        let len = u32::try_from(v.len()).unwrap_or(u32::MAX);
+        self.u32(len);
+        self.buf.extend(v.iter().take(len as usize));
+        self
+    }
+    pub fn str(&mut self, v: &str) -> &mut Self {
+        self.bytes(v.as_bytes())
+    }
+    pub fn opt_str(&mut self, v: Option<&str>) -> &mut Self {
+        match v {
+            Some(s) => self.u8(1).str(s),
+            None => self.u8(0),
+        }
+    }
+    pub fn opt_u64(&mut self, v: Option<u64>) -> &mut Self {
+        match v {
+            Some(n) => self.u8(1).u64(n),
+            None => self.u8(0),
+        }
+    }
+    fn count(&mut self, n: usize) -> &mut Self {
+        self.u32(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+    pub fn strs(&mut self, v: &[String]) -> &mut Self {
+        self.count(v.len());
+        for s in v.iter().take(u32::MAX as usize) {
+            self.str(s);
+        }
+        self
+    }
+    pub fn u64s(&mut self, v: &[u64]) -> &mut Self {
+        self.count(v.len());
+        for n in v.iter().take(u32::MAX as usize) {
+            self.u64(*n);
+        }
+        self
+    }
+    pub fn addr(&mut self, a: &Addr) -> &mut Self {
+        self.str(&a.name).str(&a.email)
+    }
+    pub fn opt_addr(&mut self, a: Option<&Addr>) -> &mut Self {
+        match a {
+            Some(a) => self.u8(1).addr(a),
+            None => self.u8(0),
+        }
+    }
+    pub fn addrs(&mut self, v: &[Addr]) -> &mut Self {
+        self.count(v.len());
+        for a in v.iter().take(u32::MAX as usize) {
+            self.addr(a);
+        }
+        self
+    }
+}
+
+/// Reads what `Enc` wrote; every read is bounds-checked.
+pub struct Dec<'a> {
+    buf: &'a [u8],
+    record: &'static str,
+}
+
+impl<'a> Dec<'a> {
+    /// Starts decoding `buf`, checking its format byte against `format`.
+    pub fn new(buf: &'a [u8], record: &'static str, format: u8) -> Result<Dec<'a>, DecodeError> {
+        let mut d = Dec { buf, record };
+        let got = d.u8()?;
+        if got != format {
+            return Err(d.err(format!("format {got}, expected {format}")));
+        }
+        Ok(d)
+    }
+    fn err(&self, what: impl Into<String>) -> DecodeError {
+        DecodeError {
+            record: self.record,
+            what: what.into(),
+        }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(self.err(format!("needs {n} more bytes, {} left", self.buf.len())));
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+    pub fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    pub fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+    pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    pub fn str(&mut self) -> Result<String, DecodeError> {
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec()).map_err(|_| self.err("text is not UTF-8"))
+    }
+    fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            n => Err(self.err(format!("presence byte {n}"))),
+        }
+    }
+    pub fn opt_str(&mut self) -> Result<Option<String>, DecodeError> {
+        Ok(if self.flag()? {
+            Some(self.str()?)
+        } else {
+            None
+        })
+    }
+    pub fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
+        Ok(if self.flag()? {
+            Some(self.u64()?)
+        } else {
+            None
+        })
+    }
+    /// A count followed by that many items; the count is checked against what is left so a
+    /// damaged length cannot make us allocate gigabytes.
+    fn list<T>(
+        &mut self,
+        min_item: usize,
+        mut item: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min_item) > self.buf.len() {
+            return Err(self.err(format!("list of {n} items is longer than the value")));
+        }
+        (0..n).map(|_| item(self)).collect()
+    }
+    pub fn strs(&mut self) -> Result<Vec<String>, DecodeError> {
+        self.list(4, |d| d.str())
+    }
+    pub fn u64s(&mut self) -> Result<Vec<u64>, DecodeError> {
+        self.list(8, |d| d.u64())
+    }
+    pub fn addr(&mut self) -> Result<Addr, DecodeError> {
+        Ok(Addr {
+            name: self.str()?,
+            email: self.str()?,
+        })
+    }
+    pub fn opt_addr(&mut self) -> Result<Option<Addr>, DecodeError> {
+        Ok(if self.flag()? {
+            Some(self.addr()?)
+        } else {
+            None
+        })
+    }
+    pub fn addrs(&mut self) -> Result<Vec<Addr>, DecodeError> {
+        self.list(8, |d| d.addr())
+    }
+    /// Ends decoding; trailing bytes mean the value is not what we think it is.
+    pub fn end(self) -> Result<(), DecodeError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(self.err(format!("{} unexpected trailing bytes", self.buf.len())))
+        }
+    }
+}
+
+const RAW_V1: u8 = 1;
+const MSG_V1: u8 = 1;
+const CONV_V1: u8 = 1;
+const MAILBOX_V1: u8 = 1;
+const LOG_V1: u8 = 1;
+
+pub fn encode_raw(r: &RawRecord) -> Vec<u8> {
+    let mut e = Enc::new(RAW_V1);
+    e.fixed(&r.hash.0)
+        .u64(r.size)
+        .i64(r.received_at)
+        .u64(r.mailbox.0)
+        .u32(r.sources_dropped)
+        .strs(&r.sources);
+    e.finish()
+}
+
+pub fn decode_raw(v: &[u8]) -> Result<RawRecord, DecodeError> {
+    let mut d = Dec::new(v, "raw message", RAW_V1)?;
+    let hash = ContentHash(d.array()?);
+    let r = RawRecord {
+        hash,
+        size: d.u64()?,
+        received_at: d.i64()?,
+        mailbox: MailboxId(d.u64()?),
+        sources_dropped: d.u32()?,
+        sources: d.strs()?,
+    };
+    d.end()?;
+    Ok(r)
+}
+
+fn direction_byte(d: Direction) -> u8 {
+    match d {
+        Direction::In => 0,
+        Direction::Out => 1,
+    }
+}
+
+pub fn encode_message(m: &MessageRecord) -> Vec<u8> {
+    let also: Vec<u64> = m.also_raw.iter().map(|r| r.0).collect();
+    let mut e = Enc::new(MSG_V1);
+    e.u64(m.id.0)
+        .u64(m.conv.0)
+        .u64(m.raw.0)
+        .u64s(&also)
+        .u8(direction_byte(m.direction))
+        .opt_str(m.message_id.as_deref())
+        .strs(&m.in_reply_to)
+        .strs(&m.references)
+        .str(&m.subject)
+        .opt_addr(m.from.as_ref())
+        .addrs(&m.to)
+        .addrs(&m.cc)
+        .i64(m.date)
+        .u32(m.flags.0)
+        .u32(m.attachments)
+        .str(&m.preview)
+        .strs(&m.warnings);
+    e.finish()
+}
+
+pub fn decode_message(v: &[u8]) -> Result<MessageRecord, DecodeError> {
+    let mut d = Dec::new(v, "message", MSG_V1)?;
+    let m = MessageRecord {
+        id: MsgId(d.u64()?),
+        conv: ConvId(d.u64()?),
+        raw: RawId(d.u64()?),
+        also_raw: d.u64s()?.into_iter().map(RawId).collect(),
+        direction: match d.u8()? {
+            0 => Direction::In,
+            1 => Direction::Out,
+            n => return Err(d.err(format!("direction {n}"))),
+        },
+        message_id: d.opt_str()?,
+        in_reply_to: d.strs()?,
+        references: d.strs()?,
+        subject: d.str()?,
+        from: d.opt_addr()?,
+        to: d.addrs()?,
+        cc: d.addrs()?,
+        date: d.i64()?,
+        flags: MsgFlags(d.u32()?),
+        attachments: d.u32()?,
+        preview: d.str()?,
+        warnings: d.strs()?,
+    };
+    d.end()?;
+    Ok(m)
+}
+
+fn status_byte(s: Status) -> u8 {
+    match s {
+        Status::Active => 0,
+        Status::Pending => 1,
+        Status::Closed => 2,
+        Status::Spam => 3,
+        Status::Merged => 4,
+    }
+}
+
+pub fn encode_conversation(c: &ConversationRecord) -> Vec<u8> {
+    let mut e = Enc::new(CONV_V1);
+    e.u64(c.id.0)
+        .u64(c.mailbox.0)
+        .u8(status_byte(c.status))
+        .str(&c.subject)
+        .opt_addr(c.customer.as_ref())
+        .i64(c.created)
+        .i64(c.last_activity)
+        .u32(c.message_count)
+        .opt_u64(c.merged_into.map(|c| c.0));
+    e.finish()
+}
+
+pub fn decode_conversation(v: &[u8]) -> Result<ConversationRecord, DecodeError> {
+    let mut d = Dec::new(v, "conversation", CONV_V1)?;
+    let c = ConversationRecord {
+        id: ConvId(d.u64()?),
+        mailbox: MailboxId(d.u64()?),
+        status: match d.u8()? {
+            0 => Status::Active,
+            1 => Status::Pending,
+            2 => Status::Closed,
+            3 => Status::Spam,
+            4 => Status::Merged,
+            n => return Err(d.err(format!("status {n}"))),
+        },
+        subject: d.str()?,
+        customer: d.opt_addr()?,
+        created: d.i64()?,
+        last_activity: d.i64()?,
+        message_count: d.u32()?,
+        merged_into: d.opt_u64()?.map(ConvId),
+    };
+    d.end()?;
+    Ok(c)
+}
+
+pub fn encode_mailbox(m: &MailboxRecord) -> Vec<u8> {
+    let mut e = Enc::new(MAILBOX_V1);
+    e.u64(m.id.0).str(&m.name).opt_str(m.address.as_deref());
+    e.finish()
+}
+
+pub fn decode_mailbox(v: &[u8]) -> Result<MailboxRecord, DecodeError> {
+    let mut d = Dec::new(v, "mailbox", MAILBOX_V1)?;
+    let m = MailboxRecord {
+        id: MailboxId(d.u64()?),
+        name: d.str()?,
+        address: d.opt_str()?,
+    };
+    d.end()?;
+    Ok(m)
+}
+
+pub fn encode_log(l: &LogEntry) -> Vec<u8> {
+    let level = match l.level {
+        Level::Info => 0,
+        Level::Warn => 1,
+        Level::Error => 2,
+    };
+    let mut e = Enc::new(LOG_V1);
+    e.i64(l.at)
+        .u8(level)
+        .str(&l.component)
+        .opt_u64(l.raw.map(|r| r.0))
+        .opt_u64(l.conv.map(|c| c.0))
+        .str(&l.text);
+    e.finish()
+}
+
+pub fn decode_log(v: &[u8]) -> Result<LogEntry, DecodeError> {
+    let mut d = Dec::new(v, "log entry", LOG_V1)?;
+    let l = LogEntry {
+        at: d.i64()?,
+        level: match d.u8()? {
+            0 => Level::Info,
+            1 => Level::Warn,
+            2 => Level::Error,
+            n => return Err(d.err(format!("level {n}"))),
+        },
+        component: d.str()?,
+        raw: d.opt_u64()?.map(RawId),
+        conv: d.opt_u64()?.map(ConvId),
+        text: d.str()?,
+    };
+    d.end()?;
+    Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_message() -> MessageRecord {
+        MessageRecord {
+            id: MsgId(7),
+            conv: ConvId(3),
+            raw: RawId(9),
+            also_raw: vec![RawId(11)],
+            direction: Direction::In,
+            message_id: Some("a@b".into()),
+            in_reply_to: vec!["x@y".into()],
+            references: vec!["w@y".into(), "x@y".into()],
+            subject: "Grüße".into(),
+            from: Some(Addr {
+                name: "Zoë".into(),
+                email: "z@example.com".into(),
+            }),
+            to: vec![Addr {
+                name: String::new(),
+                email: "support@example.com".into(),
+            }],
+            cc: vec![],
+            date: -5,
+            flags: MsgFlags(MsgFlags::AUTO_REPLY),
+            attachments: 2,
+            preview: "hello".into(),
+            warnings: vec!["odd".into()],
+        }
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let m = sample_message();
+        assert_eq!(decode_message(&encode_message(&m)).unwrap(), m);
+        let r = RawRecord {
+            hash: ContentHash([7; 32]),
+            size: 1 << 40,
+            received_at: 123,
+            sources: vec!["import:a".into(), "import:b".into()],
+            sources_dropped: 4,
+            mailbox: MailboxId(1),
+        };
+        assert_eq!(decode_raw(&encode_raw(&r)).unwrap(), r);
+        let c = ConversationRecord {
+            id: ConvId(1),
+            mailbox: MailboxId(1),
+            status: Status::Merged,
+            subject: "s".into(),
+            customer: None,
+            created: 1,
+            last_activity: 2,
+            message_count: 3,
+            merged_into: Some(ConvId(9)),
+        };
+        assert_eq!(decode_conversation(&encode_conversation(&c)).unwrap(), c);
+        let l = LogEntry {
+            at: 5,
+            level: Level::Warn,
+            component: "pipeline".into(),
+            raw: Some(RawId(1)),
+            conv: None,
+            text: "t".into(),
+        };
+        assert_eq!(decode_log(&encode_log(&l)).unwrap(), l);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let bytes = encode_message(&sample_message());
+        for cut in 0..bytes.len() {
+            assert!(decode_message(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_message(&longer).is_err());
+    }
+
+    #[test]
+    fn a_huge_damaged_count_does_not_allocate() {
+        let mut e = Enc::new(1);
+        e.u32(u32::MAX);
+        let bytes = e.finish();
+        let mut d = Dec::new(&bytes, "test", 1).unwrap();
+        assert!(d.strs().is_err());
+    }
+}

@@ -1,0 +1,742 @@
+//! The one store: a redb file in the data dir.
+//!
+//! Owns: the only code that names redb; opening with crash-safe settings, migrations,
+//! the intake commit of raw bytes (commit 1), typed access to every table for the
+//! pipeline's commit 2, and the read side used by the CLI and the web UI.
+//! Must not: hold business rules (threading, status changes, who is told what). Those
+//! live in `pipeline` and call the typed accessors here.
+//!
+//! Durability: every write transaction is `Durability::Immediate` with two-phase commit
+//! and quick-repair, so a power cut at any instant leaves the last committed state, and
+//! reopening after a crash is fast (redb >= 4.2 fixed the double-crash rollback that
+//! two-phase commit also guards against).
+
+pub mod codec;
+mod migrate;
+pub mod schema;
+
+use crate::model::{
+    ContentHash, ConvId, ConversationRecord, LogEntry, MailboxId, MailboxRecord, MessageRecord,
+    MsgId, RawId, RawRecord,
+};
+use codec::DecodeError;
+use redb::{
+    Database, Durability, MultimapTable, ReadOnlyTable, ReadTransaction, ReadableDatabase,
+    ReadableMultimapTable, ReadableTable, ReadableTableMetadata, Table, WriteTransaction,
+};
+use schema::*;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// How many source labels a raw record lists before it only counts further sightings.
+const MAX_SOURCES: usize = 16;
+
+/// What went wrong in the store, for people.
+#[derive(Debug)]
+pub enum StoreError {
+    /// Another process holds the database file.
+    AlreadyOpen { path: PathBuf },
+    /// The file could not be opened or created.
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    /// The file was written by a newer Postroom.
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// A redb operation failed.
+    Db {
+        op: &'static str,
+        source: redb::Error,
+    },
+    /// A stored value could not be decoded.
+    Decode(DecodeError),
+    /// A caller asked for something that is not there.
+    NotFound { what: &'static str, id: u64 },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::AlreadyOpen { path } => write!(
+                f,
+                "the store {} is open in another postroom process. Stop that process first \
+                 (for the service: systemctl stop postroom), or use another --data directory",
+                path.display()
+            ),
+            StoreError::Open { path, source } => write!(
+                f,
+                "could not open the store {}: {source}. Check that the data directory is \
+                 writable and the disk is not full",
+                path.display()
+            ),
+            StoreError::TooNew {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "the store {} has schema version {found}, but this postroom only knows up to \
+                 version {supported}. Install the newer postroom that wrote it, or restore a backup",
+                path.display()
+            ),
+            StoreError::Db { op, source } => write!(f, "store: {op} failed: {source}"),
+            StoreError::Decode(e) => write!(f, "{e}. Restore the data directory from a backup"),
+            StoreError::NotFound { what, id } => write!(f, "there is no {what} {id}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<DecodeError> for StoreError {
+    fn from(e: DecodeError) -> Self {
+        StoreError::Decode(e)
+    }
+}
+
+/// Adds the operation's name to a redb error.
+trait Ctx<T> {
+    fn ctx(self, op: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T, E: Into<redb::Error>> Ctx<T> for Result<T, E> {
+    fn ctx(self, op: &'static str) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Db {
+            op,
+            source: e.into(),
+        })
+    }
+}
+
+/// SHA-256 of raw bytes: the content address.
+pub fn content_hash(bytes: &[u8]) -> ContentHash {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    ContentHash(out)
+}
+
+/// One raw message handed to intake.
+pub struct NewRaw<'a> {
+    pub bytes: &'a [u8],
+    pub hash: ContentHash,
+    pub source: String,
+    pub mailbox: MailboxId,
+}
+
+/// What intake did with one raw message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawOutcome {
+    /// Stored for the first time; the pipeline will process it.
+    New(RawId),
+    /// The exact bytes were already stored under this id; the source was recorded.
+    SameBytes(RawId),
+}
+
+/// Options for opening the store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// redb page cache in bytes (the Pi has little RAM).
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: 8 << 20,
+        }
+    }
+}
+
+/// The open store.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store file and migrates it to `SCHEMA_VERSION`.
+    pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
+        let mut builder = Database::builder();
+        builder.set_cache_size(usize::try_from(opts.cache_bytes).unwrap_or(usize::MAX));
+        let db = builder.create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
+                path: path.to_owned(),
+            },
+            source => StoreError::Open {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+        let store = Store {
+            db,
+            path: path.to_owned(),
+        };
+        migrate::run(&store)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write().ctx("starting a write transaction")?;
+        txn.set_durability(Durability::Immediate)
+            .ctx("setting durability")?;
+        txn.set_two_phase_commit(true);
+        txn.set_quick_repair(true);
+        Ok(txn)
+    }
+
+    /// Runs `f` in one durable write transaction; commits if it returns `Ok`, rolls back
+    /// otherwise.
+    pub fn write<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let txn = self.begin_write()?;
+        let out = {
+            let mut tx = Tx::open(&txn)?;
+            f(&mut tx)?
+        };
+        txn.commit().ctx("committing a write transaction")?;
+        Ok(out)
+    }
+
+    /// Commit 1 of the data flow: stores raw bytes durably (one fsync for the batch),
+    /// content-addressed, and queues the new ones for the pipeline.
+    pub fn commit_raws(
+        &self,
+        batch: &[NewRaw<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<RawOutcome>, StoreError> {
+        self.write(|tx| batch.iter().map(|raw| tx.add_raw(raw, now_ms)).collect())
+    }
+
+    /// A read-only snapshot.
+    pub fn read(&self) -> Result<Reader, StoreError> {
+        Ok(Reader {
+            txn: self.db.begin_read().ctx("starting a read transaction")?,
+        })
+    }
+}
+
+/// All tables of one write transaction, opened once.
+pub struct Tx<'t> {
+    meta: Table<'t, &'static str, &'static [u8]>,
+    counters: Table<'t, &'static str, u64>,
+    settings: Table<'t, &'static str, &'static str>,
+    blobs: Table<'t, [u8; 32], &'static [u8]>,
+    blob_owner: Table<'t, [u8; 32], u64>,
+    raws: Table<'t, u64, &'static [u8]>,
+    pending: Table<'t, u64, ()>,
+    messages: Table<'t, u64, &'static [u8]>,
+    raw_message: Table<'t, u64, u64>,
+    msgids: Table<'t, &'static str, u64>,
+    convs: Table<'t, u64, &'static [u8]>,
+    conv_msgs: Table<'t, (u64, u64), ()>,
+    waiting: MultimapTable<'t, &'static str, u64>,
+    mailboxes: Table<'t, u64, &'static [u8]>,
+    log: Table<'t, u64, &'static [u8]>,
+}
+
+impl<'t> Tx<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Tx<'t>, StoreError> {
+        const OP: &str = "opening a table";
+        Ok(Tx {
+            meta: txn.open_table(META).ctx(OP)?,
+            counters: txn.open_table(COUNTERS).ctx(OP)?,
+            settings: txn.open_table(SETTINGS).ctx(OP)?,
+            blobs: txn.open_table(BLOBS).ctx(OP)?,
+            blob_owner: txn.open_table(BLOB_OWNER).ctx(OP)?,
+            raws: txn.open_table(RAWS).ctx(OP)?,
+            pending: txn.open_table(PENDING).ctx(OP)?,
+            messages: txn.open_table(MESSAGES).ctx(OP)?,
+            raw_message: txn.open_table(RAW_MESSAGE).ctx(OP)?,
+            msgids: txn.open_table(MSGID_INDEX).ctx(OP)?,
+            convs: txn.open_table(CONVERSATIONS).ctx(OP)?,
+            conv_msgs: txn.open_table(CONV_MESSAGES).ctx(OP)?,
+            waiting: txn.open_multimap_table(WAITING).ctx(OP)?,
+            mailboxes: txn.open_table(MAILBOXES).ctx(OP)?,
+            log: txn.open_table(COMM_LOG).ctx(OP)?,
+        })
+    }
+
+    /// Hands out the next id of a counter (1, 2, 3, ...).
+    pub fn next_id(&mut self, counter: &'static str) -> Result<u64, StoreError> {
+        let next = self
+            .counters
+            .get(counter)
+            .ctx("reading a counter")?
+            .map(|g| g.value())
+            .unwrap_or(0)
+            + 1;
+        self.counters
+            .insert(counter, next)
+            .ctx("advancing a counter")?;
+        Ok(next)
+    }
+
+    pub(crate) fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(key, value).ctx("writing meta")?;
+        Ok(())
+    }
+
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .meta
+            .get(key)
+            .ctx("reading meta")?
+            .map(|g| g.value().to_vec()))
+    }
+
+    fn add_raw(&mut self, raw: &NewRaw<'_>, now_ms: i64) -> Result<RawOutcome, StoreError> {
+        let owner = self
+            .blob_owner
+            .get(raw.hash.0)
+            .ctx("looking up a content hash")?
+            .map(|g| g.value());
+        if let Some(id) = owner {
+            let mut rec = self.raw(RawId(id))?.ok_or(StoreError::NotFound {
+                what: "raw message",
+                id,
+            })?;
+            if rec.sources.len() < MAX_SOURCES {
+                if !rec.sources.contains(&raw.source) {
+                    rec.sources.push(raw.source.clone());
+                }
+            } else {
+                rec.sources_dropped = rec.sources_dropped.saturating_add(1);
+            }
+            self.put_raw(RawId(id), &rec)?;
+            return Ok(RawOutcome::SameBytes(RawId(id)));
+        }
+        let id = RawId(self.next_id("raw")?);
+        self.blobs
+            .insert(raw.hash.0, raw.bytes)
+            .ctx("storing raw bytes")?;
+        self.blob_owner
+            .insert(raw.hash.0, id.0)
+            .ctx("indexing raw bytes")?;
+        let rec = RawRecord {
+            hash: raw.hash,
+            size: raw.bytes.len() as u64,
+            received_at: now_ms,
+            sources: vec![raw.source.clone()],
+            sources_dropped: 0,
+            mailbox: raw.mailbox,
+        };
+        self.put_raw(id, &rec)?;
+        self.pending
+            .insert(id.0, ())
+            .ctx("queueing a raw message")?;
+        Ok(RawOutcome::New(id))
+    }
+
+    fn put_raw(&mut self, id: RawId, rec: &RawRecord) -> Result<(), StoreError> {
+        self.raws
+            .insert(id.0, codec::encode_raw(rec).as_slice())
+            .ctx("writing a raw record")?;
+        Ok(())
+    }
+
+    pub fn raw(&self, id: RawId) -> Result<Option<RawRecord>, StoreError> {
+        get_decoded(&self.raws, id.0, "reading a raw record", codec::decode_raw)
+    }
+
+    pub fn is_pending(&self, id: RawId) -> Result<bool, StoreError> {
+        Ok(self.pending.get(id.0).ctx("reading the queue")?.is_some())
+    }
+
+    /// Marks a raw message as processed (part of commit 2) and remembers which message
+    /// it became.
+    pub fn finish_raw(&mut self, id: RawId, msg: Option<MsgId>) -> Result<(), StoreError> {
+        self.pending.remove(id.0).ctx("dequeueing a raw message")?;
+        if let Some(m) = msg {
+            self.raw_message
+                .insert(id.0, m.0)
+                .ctx("linking a raw message")?;
+        }
+        Ok(())
+    }
+
+    pub fn message(&self, id: MsgId) -> Result<Option<MessageRecord>, StoreError> {
+        get_decoded(
+            &self.messages,
+            id.0,
+            "reading a message",
+            codec::decode_message,
+        )
+    }
+
+    pub fn put_message(&mut self, m: &MessageRecord) -> Result<(), StoreError> {
+        self.messages
+            .insert(m.id.0, codec::encode_message(m).as_slice())
+            .ctx("writing a message")?;
+        Ok(())
+    }
+
+    /// The message carrying this Message-ID, received or sent.
+    pub fn message_by_msgid(&self, message_id: &str) -> Result<Option<MsgId>, StoreError> {
+        Ok(self
+            .msgids
+            .get(msgid_key(message_id).as_str())
+            .ctx("looking up a Message-ID")?
+            .map(|g| MsgId(g.value())))
+    }
+
+    pub fn index_msgid(&mut self, message_id: &str, msg: MsgId) -> Result<(), StoreError> {
+        self.msgids
+            .insert(msgid_key(message_id).as_str(), msg.0)
+            .ctx("indexing a Message-ID")?;
+        Ok(())
+    }
+
+    pub fn conversation(&self, id: ConvId) -> Result<Option<ConversationRecord>, StoreError> {
+        get_decoded(
+            &self.convs,
+            id.0,
+            "reading a conversation",
+            codec::decode_conversation,
+        )
+    }
+
+    pub fn put_conversation(&mut self, c: &ConversationRecord) -> Result<(), StoreError> {
+        self.convs
+            .insert(c.id.0, codec::encode_conversation(c).as_slice())
+            .ctx("writing a conversation")?;
+        Ok(())
+    }
+
+    pub fn link(&mut self, conv: ConvId, msg: MsgId) -> Result<(), StoreError> {
+        self.conv_msgs
+            .insert((conv.0, msg.0), ())
+            .ctx("linking a message")?;
+        Ok(())
+    }
+
+    pub fn unlink(&mut self, conv: ConvId, msg: MsgId) -> Result<(), StoreError> {
+        self.conv_msgs
+            .remove((conv.0, msg.0))
+            .ctx("unlinking a message")?;
+        Ok(())
+    }
+
+    pub fn conversation_messages(&self, conv: ConvId) -> Result<Vec<MsgId>, StoreError> {
+        conv_message_ids(&self.conv_msgs, conv)
+    }
+
+    /// Conversations that hold a message referring to this (not yet known) Message-ID.
+    pub fn waiting_for(&self, message_id: &str) -> Result<Vec<ConvId>, StoreError> {
+        let mut out = Vec::new();
+        for v in self
+            .waiting
+            .get(msgid_key(message_id).as_str())
+            .ctx("reading waiting references")?
+        {
+            out.push(ConvId(v.ctx("reading waiting references")?.value()));
+        }
+        Ok(out)
+    }
+
+    pub fn add_waiting(&mut self, message_id: &str, conv: ConvId) -> Result<(), StoreError> {
+        self.waiting
+            .insert(msgid_key(message_id).as_str(), conv.0)
+            .ctx("recording a waiting reference")?;
+        Ok(())
+    }
+
+    pub fn clear_waiting(&mut self, message_id: &str) -> Result<(), StoreError> {
+        self.waiting
+            .remove_all(msgid_key(message_id).as_str())
+            .ctx("clearing waiting references")?;
+        Ok(())
+    }
+
+    pub fn mailbox(&self, id: MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
+        get_decoded(
+            &self.mailboxes,
+            id.0,
+            "reading a mailbox",
+            codec::decode_mailbox,
+        )
+    }
+
+    pub fn mailboxes(&self) -> Result<Vec<MailboxRecord>, StoreError> {
+        all_decoded(&self.mailboxes, "listing mailboxes", codec::decode_mailbox)
+    }
+
+    pub fn put_mailbox(&mut self, m: &MailboxRecord) -> Result<(), StoreError> {
+        self.mailboxes
+            .insert(m.id.0, codec::encode_mailbox(m).as_slice())
+            .ctx("writing a mailbox")?;
+        Ok(())
+    }
+
+    /// Appends to the communication log.
+    pub fn log(&mut self, entry: &LogEntry) -> Result<(), StoreError> {
+        let seq = self.next_id("log")?;
+        self.log
+            .insert(seq, codec::encode_log(entry).as_slice())
+            .ctx("writing the communication log")?;
+        Ok(())
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .settings
+            .get(key)
+            .ctx("reading a setting")?
+            .map(|g| g.value().to_owned()))
+    }
+
+    pub fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.settings.insert(key, value).ctx("writing a setting")?;
+        Ok(())
+    }
+
+    pub fn remove_setting(&mut self, key: &str) -> Result<(), StoreError> {
+        self.settings.remove(key).ctx("removing a setting")?;
+        Ok(())
+    }
+}
+
+fn get_decoded<T>(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    key: u64,
+    op: &'static str,
+    decode: fn(&[u8]) -> Result<T, DecodeError>,
+) -> Result<Option<T>, StoreError> {
+    match table.get(key).ctx(op)? {
+        Some(g) => Ok(Some(decode(g.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn all_decoded<T>(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    op: &'static str,
+    decode: fn(&[u8]) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for item in table.iter().ctx(op)? {
+        let (_, v) = item.ctx(op)?;
+        out.push(decode(v.value())?);
+    }
+    Ok(out)
+}
+
+fn conv_message_ids(
+    table: &impl ReadableTable<(u64, u64), ()>,
+    conv: ConvId,
+) -> Result<Vec<MsgId>, StoreError> {
+    let mut out = Vec::new();
+    for item in table
+        .range((conv.0, 0)..=(conv.0, u64::MAX))
+        .ctx("listing a conversation's messages")?
+    {
+        let (k, _) = item.ctx("listing a conversation's messages")?;
+        out.push(MsgId(k.value().1));
+    }
+    Ok(out)
+}
+
+/// A consistent read-only snapshot of the store.
+pub struct Reader {
+    txn: ReadTransaction,
+}
+
+/// Opens a table for reading; a table that does not exist yet reads as empty.
+macro_rules! read_table {
+    ($self:ident, $def:expr) => {
+        match $self.txn.open_table($def) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => {
+                return Err(StoreError::Db {
+                    op: "opening a table for reading",
+                    source: e.into(),
+                })
+            }
+        }
+    };
+}
+
+impl Reader {
+    fn table_u64(
+        &self,
+        def: redb::TableDefinition<'static, u64, &'static [u8]>,
+    ) -> Result<Option<ReadOnlyTable<u64, &'static [u8]>>, StoreError> {
+        Ok(read_table!(self, def))
+    }
+
+    pub fn conversation(&self, id: ConvId) -> Result<Option<ConversationRecord>, StoreError> {
+        match self.table_u64(CONVERSATIONS)? {
+            Some(t) => get_decoded(
+                &t,
+                id.0,
+                "reading a conversation",
+                codec::decode_conversation,
+            ),
+            None => Ok(None),
+        }
+    }
+
+    /// Every conversation, merged ones included, in id order.
+    pub fn conversations(&self) -> Result<Vec<ConversationRecord>, StoreError> {
+        match self.table_u64(CONVERSATIONS)? {
+            Some(t) => all_decoded(&t, "listing conversations", codec::decode_conversation),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub fn message(&self, id: MsgId) -> Result<Option<MessageRecord>, StoreError> {
+        match self.table_u64(MESSAGES)? {
+            Some(t) => get_decoded(&t, id.0, "reading a message", codec::decode_message),
+            None => Ok(None),
+        }
+    }
+
+    /// The messages of a conversation, oldest first (by date, then id).
+    pub fn conversation_messages(&self, conv: ConvId) -> Result<Vec<MessageRecord>, StoreError> {
+        let Some(links) = read_table!(self, CONV_MESSAGES) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for id in conv_message_ids(&links, conv)? {
+            if let Some(m) = self.message(id)? {
+                out.push(m);
+            }
+        }
+        out.sort_by_key(|m| (m.date, m.id));
+        Ok(out)
+    }
+
+    pub fn message_count(&self) -> Result<u64, StoreError> {
+        match self.table_u64(MESSAGES)? {
+            Some(t) => t.len().ctx("counting messages"),
+            None => Ok(0),
+        }
+    }
+
+    pub fn raw(&self, id: RawId) -> Result<Option<RawRecord>, StoreError> {
+        match self.table_u64(RAWS)? {
+            Some(t) => get_decoded(&t, id.0, "reading a raw record", codec::decode_raw),
+            None => Ok(None),
+        }
+    }
+
+    pub fn raw_count(&self) -> Result<u64, StoreError> {
+        match self.table_u64(RAWS)? {
+            Some(t) => t.len().ctx("counting raw messages"),
+            None => Ok(0),
+        }
+    }
+
+    /// The exact bytes of a raw message.
+    pub fn raw_bytes(&self, id: RawId) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(rec) = self.raw(id)? else {
+            return Ok(None);
+        };
+        let Some(blobs) = read_table!(self, BLOBS) else {
+            return Ok(None);
+        };
+        Ok(blobs
+            .get(rec.hash.0)
+            .ctx("reading raw bytes")?
+            .map(|g| g.value().to_vec()))
+    }
+
+    /// Raw messages waiting for the pipeline, oldest first: up to `max_items`, and no
+    /// more than `max_bytes` in all (always at least one).
+    pub fn pending(&self, max_items: usize, max_bytes: u64) -> Result<Vec<RawId>, StoreError> {
+        let Some(pending) = read_table!(self, PENDING) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        for item in pending.iter().ctx("reading the queue")? {
+            let (k, _) = item.ctx("reading the queue")?;
+            let id = RawId(k.value());
+            let size = self.raw(id)?.map(|r| r.size).unwrap_or(0);
+            if !out.is_empty() && (out.len() >= max_items || bytes + size > max_bytes) {
+                break;
+            }
+            bytes += size;
+            out.push(id);
+        }
+        Ok(out)
+    }
+
+    pub fn pending_count(&self) -> Result<u64, StoreError> {
+        match read_table!(self, PENDING) {
+            Some(t) => t.len().ctx("counting the queue"),
+            None => Ok(0),
+        }
+    }
+
+    /// The message a raw message became, if any.
+    pub fn message_of_raw(&self, raw: RawId) -> Result<Option<MsgId>, StoreError> {
+        let Some(t) = read_table!(self, RAW_MESSAGE) else {
+            return Ok(None);
+        };
+        Ok(t.get(raw.0)
+            .ctx("reading raw links")?
+            .map(|g| MsgId(g.value())))
+    }
+
+    pub fn mailboxes(&self) -> Result<Vec<MailboxRecord>, StoreError> {
+        match self.table_u64(MAILBOXES)? {
+            Some(t) => all_decoded(&t, "listing mailboxes", codec::decode_mailbox),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The newest `limit` entries of the communication log, oldest first.
+    pub fn log(&self, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        let Some(t) = self.table_u64(COMM_LOG)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in t.iter().ctx("reading the log")?.rev().take(limit) {
+            let (_, v) = item.ctx("reading the log")?;
+            out.push(codec::decode_log(v.value())?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let Some(t) = read_table!(self, SETTINGS) else {
+            return Ok(None);
+        };
+        Ok(t.get(key)
+            .ctx("reading a setting")?
+            .map(|g| g.value().to_owned()))
+    }
+
+    pub fn settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let Some(t) = read_table!(self, SETTINGS) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in t.iter().ctx("listing settings")? {
+            let (k, v) = item.ctx("listing settings")?;
+            out.push((k.value().to_owned(), v.value().to_owned()));
+        }
+        Ok(out)
+    }
+
+    pub fn schema_version(&self) -> Result<Option<u32>, StoreError> {
+        let Some(t) = read_table!(self, META) else {
+            return Ok(None);
+        };
+        let v = t.get("schema_version").ctx("reading meta")?;
+        Ok(v.and_then(|g| <[u8; 4]>::try_from(g.value()).ok().map(u32::from_le_bytes)))
+    }
+}

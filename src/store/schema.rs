@@ -1,0 +1,79 @@
+//! Every table and key layout of the store, in one place, and the schema version.
+//!
+//! Owns: table names, key and value types, the meaning of each key. Values named `&[u8]`
+//! are records encoded by `store::codec` (first byte = record format).
+//! Must not: change a layout without raising `SCHEMA_VERSION` and adding a migration in
+//! `store::migrate`, plus keeping the old-version fixture test green.
+
+use redb::{MultimapTableDefinition, TableDefinition};
+
+/// Version of the layout below. Stored in `META["schema_version"]` as `u32` LE.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `name -> value`. Keys: `schema_version` (u32 LE), `created_by` (utf-8 program version).
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// `counter name -> last id handed out`. Names: `raw`, `msg`, `conv`, `mailbox`, `log`.
+pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// Admin settings that live with the data: `name -> value` (utf-8). See `crate::config`.
+pub const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
+
+/// Content-addressed raw bytes: `SHA-256 of the bytes -> the exact bytes received`.
+/// Never rewritten; only ever inserted.
+pub const BLOBS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blobs");
+
+/// `SHA-256 -> RawId` of the raw record that owns the blob (dedup of identical bytes).
+pub const BLOB_OWNER: TableDefinition<[u8; 32], u64> = TableDefinition::new("blob_owner");
+
+/// `RawId -> RawRecord` (codec `raw message`), in arrival order.
+pub const RAWS: TableDefinition<u64, &[u8]> = TableDefinition::new("raws");
+
+/// `RawId -> ()`: raw messages committed by intake (commit 1) that the pipeline has not
+/// yet turned into a message (commit 2). Replayed at startup.
+pub const PENDING: TableDefinition<u64, ()> = TableDefinition::new("pending");
+
+/// `MsgId -> MessageRecord` (codec `message`).
+pub const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+
+/// `RawId -> MsgId`: which message a processed raw became (or was merged into as a
+/// duplicate delivery). Absent for raws a filter chose to ignore.
+pub const RAW_MESSAGE: TableDefinition<u64, u64> = TableDefinition::new("raw_message");
+
+/// `Message-ID key -> MsgId`, for every Message-ID we know, received or sent.
+/// The key is the Message-ID without angle brackets; one longer than
+/// `MSGID_KEY_MAX` bytes is stored as `sha256:<hex>` of it (see `msgid_key`).
+pub const MSGID_INDEX: TableDefinition<&str, u64> = TableDefinition::new("msgid_index");
+
+/// `ConvId -> ConversationRecord` (codec `conversation`). Merged conversations stay,
+/// with status `merged` and `merged_into`, so their tag still resolves.
+pub const CONVERSATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("conversations");
+
+/// `(ConvId, MsgId) -> ()`: the messages of each conversation.
+pub const CONV_MESSAGES: TableDefinition<(u64, u64), ()> = TableDefinition::new("conv_messages");
+
+/// `Message-ID key -> ConvId` (multimap): conversations holding a message that referenced
+/// this Message-ID before we had it. When it arrives, those conversations merge into its.
+pub const WAITING: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("waiting");
+
+/// `MailboxId -> MailboxRecord` (codec `mailbox`).
+pub const MAILBOXES: TableDefinition<u64, &[u8]> = TableDefinition::new("mailboxes");
+
+/// `sequence -> LogEntry` (codec `log entry`): the communication log.
+pub const COMM_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("comm_log");
+
+/// Longest Message-ID stored verbatim as an index key.
+pub const MSGID_KEY_MAX: usize = 512;
+
+/// The index key of a Message-ID (without angle brackets).
+pub fn msgid_key(message_id: &str) -> String {
+    if message_id.len() <= MSGID_KEY_MAX {
+        return message_id.to_owned();
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, message_id.as_bytes());
+    let mut key = String::from("sha256:");
+    for b in digest.as_ref() {
+        key.push_str(&format!("{b:02x}"));
+    }
+    key
+}
