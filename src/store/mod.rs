@@ -282,7 +282,8 @@ impl<'t> Tx<'t> {
         Ok(next)
     }
 
-    pub(crate) fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    /// Writes a `META` entry (migrations; tests that fake other versions).
+    pub fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.meta.insert(key, value).ctx("writing meta")?;
         Ok(())
     }

@@ -1,1 +1,224 @@
-//! placeholder
+//! The command line as people and scripts use it: help, serve's start/stop and its
+//! single-instance lock, the read commands and their JSON, error messages.
+
+use crate::support::{cmd, run, run_ok, tmp, write_file};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+fn stderr_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn help_lists_every_subcommand_with_a_sentence() {
+    let t = tmp();
+    let out = run_ok(t.path(), &["--help"]);
+    for sub in [
+        "serve",
+        "import",
+        "conversations",
+        "conversation",
+        "raw",
+        "log",
+        "settings",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(sub) && l.split_whitespace().count() > 2),
+            "{sub} missing in:\n{out}"
+        );
+    }
+    let import = run_ok(t.path(), &["import", "--help"]);
+    assert!(
+        import.contains("mbox") && import.contains("Maildir") && import.contains("--mailbox"),
+        "{import}"
+    );
+}
+
+/// Starts `postroom serve` and waits until it says it is ready.
+fn start_serve(data: &std::path::Path) -> Child {
+    let mut child = cmd(data, &["serve"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("serve exited before it was ready")
+            .unwrap();
+        if line.contains("ready") {
+            break;
+        }
+    }
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn serve_creates_the_data_dir_refuses_a_second_instance_and_stops_on_sigterm() {
+    let t = tmp();
+    let data = t.path().join("new/data");
+    let mut first = start_serve(&data);
+    assert!(
+        data.join("postroom.redb").exists(),
+        "data dir and store created on first run"
+    );
+    let second = run(&data, &["serve"]);
+    assert!(!second.status.success());
+    let msg = stderr_of(&second);
+    assert!(
+        msg.contains("in use by another postroom process")
+            && msg.contains(&format!("pid {}", first.id())),
+        "{msg}"
+    );
+    let import = run(&data, &["conversations"]);
+    assert!(stderr_of(&import).contains("in use by another postroom process"));
+    signal(&first, "-TERM");
+    let status = first.wait().unwrap();
+    assert!(
+        status.success(),
+        "SIGTERM must stop serve cleanly, got {status}"
+    );
+    // The lock is gone with the process.
+    run_ok(&data, &["conversations"]);
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigint() {
+    let t = tmp();
+    let mut child = start_serve(t.path());
+    signal(&child, "-INT");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn the_data_dir_comes_from_postroom_data_when_no_flag_is_given() {
+    let t = tmp();
+    let data = t.path().join("from-env");
+    let out = std::process::Command::new(crate::support::bin())
+        .arg("conversations")
+        .env("POSTROOM_DATA", &data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(data.join("postroom.redb").exists());
+}
+
+const MAIL: &[u8] = b"From: Zo\xc3\xab <zoe@customer.example>\nTo: support@helpdesk.example\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= and a question\nDate: Mon, 2 Nov 2026 09:00:00 +0100\nMessage-ID: <cli1@customer.example>\n\nHow do I reset my password?\n";
+
+#[test]
+fn conversations_list_shows_and_json_carries_every_field() {
+    let t = tmp();
+    let mail = write_file(t.path(), "in/one.eml", MAIL);
+    let data = t.path().join("data");
+    let summary = run_ok(&data, &["import", mail.to_str().unwrap()]);
+    assert!(
+        summary.contains("imported 1 messages") && summary.contains("1 new conversations"),
+        "{summary}"
+    );
+    let table = run_ok(&data, &["conversations"]);
+    assert!(
+        table.contains("Grüße and a question")
+            && table.contains("zoe@customer.example")
+            && table.contains("active"),
+        "{table}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&run_ok(&data, &["conversations", "--json"])).unwrap();
+    let c = &v[0];
+    assert_eq!(c["id"], 1);
+    assert_eq!(c["status"], "active");
+    assert_eq!(c["subject"], "Grüße and a question");
+    assert_eq!(c["customer"]["email"], "zoe@customer.example");
+    assert_eq!(c["customer"]["name"], "Zoë");
+    assert_eq!(c["messages"], 1);
+    assert_eq!(c["last_activity"], "2026-11-02T08:00:00Z");
+    let one: serde_json::Value =
+        serde_json::from_str(&run_ok(&data, &["conversation", "1", "--json"])).unwrap();
+    assert_eq!(one["thread"][0]["message_id"], "cli1@customer.example");
+    assert_eq!(one["thread"][0]["preview"], "How do I reset my password?");
+    let text = run_ok(&data, &["conversation", "1"]);
+    assert!(
+        text.contains("#1 Grüße and a question")
+            && text.contains("Message-ID: <cli1@customer.example>"),
+        "{text}"
+    );
+    // The raw message comes back byte for byte.
+    let raw = run(&data, &["raw", "1"]);
+    assert_eq!(raw.stdout, MAIL);
+    let active = run_ok(&data, &["conversations", "--status", "closed"]);
+    assert!(!active.contains("Grüße"));
+}
+
+#[test]
+fn errors_say_what_failed_and_what_to_do() {
+    let t = tmp();
+    let missing = run(t.path(), &["import", "/nonexistent/mail.mbox"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr_of(&missing).contains("/nonexistent/mail.mbox does not exist"),
+        "{}",
+        stderr_of(&missing)
+    );
+    let none = run(t.path(), &["conversation", "42"]);
+    assert!(
+        stderr_of(&none).contains("there is no conversation 42")
+            && stderr_of(&none).contains("postroom conversations")
+    );
+    let bad = run(t.path(), &["conversations", "--status", "open"]);
+    assert!(stderr_of(&bad).contains("unknown status \"open\""));
+    let setting = run(t.path(), &["settings", "subject_tag_prefix", "a b"]);
+    assert!(!setting.status.success());
+    assert!(
+        stderr_of(&setting).contains("subject_tag_prefix cannot be \"a b\""),
+        "{}",
+        stderr_of(&setting)
+    );
+    let unknown = run(t.path(), &["settings", "colour"]);
+    assert!(stderr_of(&unknown).contains("known settings: subject_tag_prefix"));
+}
+
+#[test]
+fn settings_round_trip() {
+    let t = tmp();
+    assert!(run_ok(t.path(), &["settings"]).contains("subject_tag_prefix = \"#\" (default)"));
+    run_ok(t.path(), &["settings", "subject_tag_prefix", "Ticket#"]);
+    assert_eq!(
+        run_ok(t.path(), &["settings", "subject_tag_prefix"]).trim(),
+        "Ticket#"
+    );
+}
+
+#[test]
+fn import_into_a_named_mailbox_and_log_tells_what_happened() {
+    let t = tmp();
+    let mail = write_file(t.path(), "in/one.eml", MAIL);
+    let data = t.path().join("data");
+    run_ok(
+        &data,
+        &["import", "--mailbox", "Sales", mail.to_str().unwrap()],
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&run_ok(&data, &["conversations", "--json"])).unwrap();
+    assert_eq!(
+        v[0]["mailbox"], 2,
+        "Sales is a new mailbox next to the default Inbox"
+    );
+    let log = run_ok(&data, &["log"]);
+    assert!(
+        log.contains("new conversation #1 from Zoë <zoe@customer.example>"),
+        "{log}"
+    );
+}
