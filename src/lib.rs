@@ -53,5 +53,7 @@ pub mod config;
 pub mod failpoint;
 pub mod import;
 pub mod model;
+pub mod net;
+pub mod secret;
 pub mod pipeline;
 pub mod store;

@@ -360,9 +360,20 @@ mod tests {
     #[test]
     fn dates_format_in_utc() {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_rfc3339(1_795_363_200), "2026-11-22T00:00:00Z");
+        assert_eq!(format_rfc3339(1_795_305_600), "2026-11-22T00:00:00Z");
         assert_eq!(format_utc(951_782_400 + 3_661), "2000-02-29 01:01");
         assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn account_words_parse() {
+        assert_eq!(Security::parse("STARTTLS"), Some(Security::StartTls));
+        assert_eq!(Security::parse("maybe"), None);
+        assert_eq!(Protocol::parse("POP3"), Some(Protocol::Pop3));
+        assert_eq!(AfterFetch::parse("move:Archive/2026"), Some(AfterFetch::Move("Archive/2026".into())));
+        assert_eq!(AfterFetch::parse("move:"), None);
+        assert_eq!(AfterFetch::parse("delete"), Some(AfterFetch::Delete));
+        assert_eq!(AfterFetch::Move("X".into()).to_string(), "move:X");
     }
 
     #[test]
@@ -373,4 +384,147 @@ mod tests {
         assert_eq!(f.names(), vec!["auto-reply", "list"]);
         assert!(f.is_automatic());
     }
+}
+
+id_type!(
+    /// One mail account (an IMAP or POP3 login Postroom fetches from).
+    AccountId
+);
+
+/// Which protocol an account fetches with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Imap,
+    Pop3,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s.to_ascii_lowercase().as_str() {
+            "imap" => Some(Protocol::Imap),
+            "pop3" | "pop" => Some(Protocol::Pop3),
+            _ => None,
+        }
+    }
+}
+
+/// How a connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// No TLS at all (only sensible on a trusted LAN or loopback).
+    None,
+    /// Plain connect, then STARTTLS/STLS; refuses to continue in clear.
+    StartTls,
+    /// TLS from the first byte (IMAPS 993, POP3S 995, SMTPS 465).
+    Tls,
+}
+
+impl Security {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Security::None => "none",
+            Security::StartTls => "starttls",
+            Security::Tls => "tls",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Security> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "none" | "plain" => Security::None,
+            "starttls" | "stls" => Security::StartTls,
+            "tls" | "ssl" | "implicit" => Security::Tls,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// What to do with a message on the server once its bytes are durably stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfterFetch {
+    /// Leave it and remember what was taken (mail stays usable in other clients).
+    Keep,
+    /// Delete it (only our own UIDs, with UID EXPUNGE).
+    Delete,
+    /// Move it to this folder (IMAP), created if missing.
+    Move(String),
+}
+
+impl AfterFetch {
+    pub fn parse(s: &str) -> Option<AfterFetch> {
+        match s.split_once(':') {
+            Some((m, folder)) if m.eq_ignore_ascii_case("move") && !folder.trim().is_empty() => {
+                Some(AfterFetch::Move(folder.trim().to_owned()))
+            }
+            None if s.eq_ignore_ascii_case("keep") => Some(AfterFetch::Keep),
+            None if s.eq_ignore_ascii_case("delete") => Some(AfterFetch::Delete),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AfterFetch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AfterFetch::Keep => f.write_str("keep"),
+            AfterFetch::Delete => f.write_str("delete"),
+            AfterFetch::Move(folder) => write!(f, "move:{folder}"),
+        }
+    }
+}
+
+/// A mail account as stored. The password is sealed (see `secret`), never in clear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub id: AccountId,
+    pub name: String,
+    pub protocol: Protocol,
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: String,
+    pub password_sealed: Vec<u8>,
+    /// IMAP folders to read (POP3 has only the one mailbox).
+    pub folders: Vec<String>,
+    pub after: AfterFetch,
+    pub mailbox: MailboxId,
+    pub enabled: bool,
+    /// Import only mail arriving after the account was added.
+    pub only_new: bool,
+    /// SHA-256 of the one certificate to trust, for self-signed office servers.
+    pub pinned_cert: Option<[u8; 32]>,
+    pub poll_secs: u32,
+    /// Larger messages stay on the server and are reported.
+    pub max_message_bytes: u64,
+}
+
+/// Where an account's folder stands: the IMAP cursor `(UIDVALIDITY, last UID taken)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FolderCursor {
+    pub uidvalidity: u32,
+    /// Every UID up to this one has been stored (or deliberately skipped).
+    pub last_uid: u32,
+}
+
+/// One message taken from a server, remembered so that it is never taken twice, and so
+/// that a delete can check the UID still holds what we stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TakenRecord {
+    pub hash: ContentHash,
+    pub size: u64,
+    pub message_id: Option<String>,
+    /// Stored, but not yet deleted/moved on the server (delete and move modes).
+    pub pending_removal: bool,
 }

@@ -7,6 +7,7 @@
 //! that names the record).
 
 use crate::model::{
+    AccountId, AccountRecord, AfterFetch, FolderCursor, Protocol, Security, TakenRecord,
     Addr, ContentHash, ConvId, ConversationRecord, Direction, Level, LogEntry, MailboxId,
     MailboxRecord, MessageRecord, MsgFlags, MsgId, RawId, RawRecord, Status,
 };
@@ -135,7 +136,7 @@ impl<'a> Dec<'a> {
         }
         Ok(d)
     }
-    fn err(&self, what: impl Into<String>) -> DecodeError {
+    pub fn err(&self, what: impl Into<String>) -> DecodeError {
         DecodeError {
             record: self.record,
             what: what.into(),
@@ -149,7 +150,7 @@ impl<'a> Dec<'a> {
         self.buf = tail;
         Ok(head)
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
@@ -174,7 +175,7 @@ impl<'a> Dec<'a> {
         let b = self.bytes()?;
         String::from_utf8(b.to_vec()).map_err(|_| self.err("text is not UTF-8"))
     }
-    fn flag(&mut self) -> Result<bool, DecodeError> {
+    pub fn flag(&mut self) -> Result<bool, DecodeError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
@@ -431,9 +432,161 @@ pub fn decode_log(v: &[u8]) -> Result<LogEntry, DecodeError> {
     Ok(l)
 }
 
+const ACCOUNT_V1: u8 = 1;
+const CURSOR_V1: u8 = 1;
+const TAKEN_V1: u8 = 1;
+
+pub fn encode_account(a: &AccountRecord) -> Vec<u8> {
+    let (after, folder) = match &a.after {
+        AfterFetch::Keep => (0, ""),
+        AfterFetch::Delete => (1, ""),
+        AfterFetch::Move(f) => (2, f.as_str()),
+    };
+    let mut e = Enc::new(ACCOUNT_V1);
+    e.u64(a.id.0)
+        .str(&a.name)
+        .u8(match a.protocol {
+            Protocol::Imap => 0,
+            Protocol::Pop3 => 1,
+        })
+        .str(&a.host)
+        .u32(u32::from(a.port))
+        .u8(match a.security {
+            Security::None => 0,
+            Security::StartTls => 1,
+            Security::Tls => 2,
+        })
+        .str(&a.username)
+        .bytes(&a.password_sealed)
+        .strs(&a.folders)
+        .u8(after)
+        .str(folder)
+        .u64(a.mailbox.0)
+        .u8(u8::from(a.enabled))
+        .u8(u8::from(a.only_new));
+    match &a.pinned_cert {
+        Some(fp) => e.u8(1).fixed(fp),
+        None => e.u8(0),
+    };
+    e.u32(a.poll_secs).u64(a.max_message_bytes);
+    e.finish()
+}
+
+pub fn decode_account(v: &[u8]) -> Result<AccountRecord, DecodeError> {
+    let mut d = Dec::new(v, "account", ACCOUNT_V1)?;
+    let id = AccountId(d.u64()?);
+    let name = d.str()?;
+    let protocol = match d.u8()? {
+        0 => Protocol::Imap,
+        1 => Protocol::Pop3,
+        n => return Err(d.err(format!("protocol {n}"))),
+    };
+    let host = d.str()?;
+    let port = u16::try_from(d.u32()?).map_err(|_| d.err("port out of range"))?;
+    let security = match d.u8()? {
+        0 => Security::None,
+        1 => Security::StartTls,
+        2 => Security::Tls,
+        n => return Err(d.err(format!("security {n}"))),
+    };
+    let username = d.str()?;
+    let password_sealed = d.bytes()?.to_vec();
+    let folders = d.strs()?;
+    let after_kind = d.u8()?;
+    let folder = d.str()?;
+    let after = match after_kind {
+        0 => AfterFetch::Keep,
+        1 => AfterFetch::Delete,
+        2 => AfterFetch::Move(folder),
+        n => return Err(d.err(format!("after-fetch {n}"))),
+    };
+    let mailbox = MailboxId(d.u64()?);
+    let enabled = d.u8()? != 0;
+    let only_new = d.u8()? != 0;
+    let pinned_cert = if d.flag()? { Some(d.array()?) } else { None };
+    let a = AccountRecord {
+        id,
+        name,
+        protocol,
+        host,
+        port,
+        security,
+        username,
+        password_sealed,
+        folders,
+        after,
+        mailbox,
+        enabled,
+        only_new,
+        pinned_cert,
+        poll_secs: d.u32()?,
+        max_message_bytes: d.u64()?,
+    };
+    d.end()?;
+    Ok(a)
+}
+
+pub fn encode_cursor(c: &FolderCursor) -> Vec<u8> {
+    let mut e = Enc::new(CURSOR_V1);
+    e.u32(c.uidvalidity).u32(c.last_uid);
+    e.finish()
+}
+
+pub fn decode_cursor(v: &[u8]) -> Result<FolderCursor, DecodeError> {
+    let mut d = Dec::new(v, "folder cursor", CURSOR_V1)?;
+    let c = FolderCursor { uidvalidity: d.u32()?, last_uid: d.u32()? };
+    d.end()?;
+    Ok(c)
+}
+
+pub fn encode_taken(t: &TakenRecord) -> Vec<u8> {
+    let mut e = Enc::new(TAKEN_V1);
+    e.fixed(&t.hash.0).u64(t.size).opt_str(t.message_id.as_deref()).u8(u8::from(t.pending_removal));
+    e.finish()
+}
+
+pub fn decode_taken(v: &[u8]) -> Result<TakenRecord, DecodeError> {
+    let mut d = Dec::new(v, "taken message", TAKEN_V1)?;
+    let t = TakenRecord {
+        hash: ContentHash(d.array()?),
+        size: d.u64()?,
+        message_id: d.opt_str()?,
+        pending_removal: d.u8()? != 0,
+    };
+    d.end()?;
+    Ok(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_records_round_trip() {
+        let a = AccountRecord {
+            id: AccountId(3),
+            name: "support".into(),
+            protocol: Protocol::Pop3,
+            host: "mail.example.com".into(),
+            port: 995,
+            security: Security::Tls,
+            username: "DOMAIN\\user\\shared".into(),
+            password_sealed: vec![1, 2, 3],
+            folders: vec!["INBOX".into(), "Lists/Ärger".into()],
+            after: AfterFetch::Move("Done".into()),
+            mailbox: MailboxId(2),
+            enabled: true,
+            only_new: true,
+            pinned_cert: Some([9; 32]),
+            poll_secs: 60,
+            max_message_bytes: 25 << 20,
+        };
+        assert_eq!(decode_account(&encode_account(&a)).unwrap(), a);
+        let c = FolderCursor { uidvalidity: 7, last_uid: 99 };
+        assert_eq!(decode_cursor(&encode_cursor(&c)).unwrap(), c);
+        let t = TakenRecord { hash: ContentHash([1; 32]), size: 5, message_id: Some("a@b".into()), pending_removal: true };
+        assert_eq!(decode_taken(&encode_taken(&t)).unwrap(), t);
+    }
 
     fn sample_message() -> MessageRecord {
         MessageRecord {

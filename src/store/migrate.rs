@@ -16,7 +16,7 @@ type Step = (u32, fn(&mut Tx<'_>) -> Result<(), StoreError>);
 
 /// Steps from an empty file upwards. Version 1 is the first layout: creating the tables
 /// happens when `Tx` opens them; the step adds the default mailbox.
-const STEPS: &[Step] = &[(1, init_v1)];
+const STEPS: &[Step] = &[(1, init_v1), (2, accounts_v2)];
 
 fn init_v1(tx: &mut Tx<'_>) -> Result<(), StoreError> {
     let id = MailboxId(tx.next_id("mailbox")?);
@@ -25,6 +25,11 @@ fn init_v1(tx: &mut Tx<'_>) -> Result<(), StoreError> {
         name: "Inbox".into(),
         address: None,
     })
+}
+
+/// Version 2 adds the account tables; `Tx` creates them, no data changes.
+fn accounts_v2(_tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    Ok(())
 }
 
 pub(super) fn run(store: &Store) -> Result<(), StoreError> {

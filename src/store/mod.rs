@@ -16,6 +16,7 @@ mod migrate;
 pub mod schema;
 
 use crate::model::{
+    AccountId, AccountRecord, FolderCursor, TakenRecord,
     ContentHash, ConvId, ConversationRecord, LogEntry, MailboxId, MailboxRecord, MessageRecord,
     MsgId, RawId, RawRecord,
 };
@@ -243,6 +244,35 @@ pub struct Tx<'t> {
     waiting: MultimapTable<'t, &'static str, u64>,
     mailboxes: Table<'t, u64, &'static [u8]>,
     log: Table<'t, u64, &'static [u8]>,
+    accounts: Table<'t, u64, &'static [u8]>,
+    cursors: Table<'t, (u64, &'static str), &'static [u8]>,
+    taken: Table<'t, (u64, &'static str, u32, &'static str), &'static [u8]>,
+    skipped: Table<'t, (u64, &'static str, u32, &'static str), u64>,
+}
+
+/// The key of one message on a server: which account, folder, UIDVALIDITY and item.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ItemKey {
+    pub account: AccountId,
+    pub folder: String,
+    pub uidvalidity: u32,
+    /// IMAP UID as 10 zero-padded digits, or a POP3 UIDL.
+    pub item: String,
+}
+
+impl ItemKey {
+    /// The key of an IMAP UID.
+    pub fn imap(account: AccountId, folder: &str, uidvalidity: u32, uid: u32) -> ItemKey {
+        ItemKey { account, folder: folder.to_owned(), uidvalidity, item: format!("{uid:010}") }
+    }
+    /// The key of a POP3 UIDL.
+    pub fn pop3(account: AccountId, uidl: &str) -> ItemKey {
+        ItemKey { account, folder: "INBOX".into(), uidvalidity: 0, item: uidl.to_owned() }
+    }
+    /// The IMAP UID, if the item is one.
+    pub fn uid(&self) -> Option<u32> {
+        self.item.parse().ok()
+    }
 }
 
 impl<'t> Tx<'t> {
@@ -264,7 +294,115 @@ impl<'t> Tx<'t> {
             waiting: txn.open_multimap_table(WAITING).ctx(OP)?,
             mailboxes: txn.open_table(MAILBOXES).ctx(OP)?,
             log: txn.open_table(COMM_LOG).ctx(OP)?,
+            accounts: txn.open_table(ACCOUNTS).ctx(OP)?,
+            cursors: txn.open_table(CURSORS).ctx(OP)?,
+            taken: txn.open_table(TAKEN).ctx(OP)?,
+            skipped: txn.open_table(SKIPPED).ctx(OP)?,
         })
+    }
+
+    pub fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError> {
+        get_decoded(&self.accounts, id.0, "reading an account", codec::decode_account)
+    }
+
+    pub fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        all_decoded(&self.accounts, "listing accounts", codec::decode_account)
+    }
+
+    pub fn put_account(&mut self, a: &AccountRecord) -> Result<(), StoreError> {
+        self.accounts
+            .insert(a.id.0, codec::encode_account(a).as_slice())
+            .ctx("writing an account")?;
+        Ok(())
+    }
+
+    /// Removes an account with its cursors and what it remembers of the server. The
+    /// messages it brought in stay.
+    pub fn remove_account(&mut self, id: AccountId) -> Result<(), StoreError> {
+        self.accounts.remove(id.0).ctx("removing an account")?;
+        let lo = (id.0, "");
+        self.cursors
+            .retain_in(lo.., |k, _| k.0 != id.0)
+            .ctx("removing cursors")?;
+        self.taken
+            .retain_in((id.0, "", 0u32, "").., |k, _| k.0 != id.0)
+            .ctx("removing taken messages")?;
+        self.skipped
+            .retain_in((id.0, "", 0u32, "").., |k, _| k.0 != id.0)
+            .ctx("removing skipped messages")?;
+        Ok(())
+    }
+
+    pub fn cursor(&self, account: AccountId, folder: &str) -> Result<Option<FolderCursor>, StoreError> {
+        match self.cursors.get((account.0, folder)).ctx("reading a cursor")? {
+            Some(g) => Ok(Some(codec::decode_cursor(g.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_cursor(&mut self, account: AccountId, folder: &str, c: &FolderCursor) -> Result<(), StoreError> {
+        self.cursors
+            .insert((account.0, folder), codec::encode_cursor(c).as_slice())
+            .ctx("writing a cursor")?;
+        Ok(())
+    }
+
+    pub fn taken(&self, k: &ItemKey) -> Result<Option<TakenRecord>, StoreError> {
+        match self
+            .taken
+            .get((k.account.0, k.folder.as_str(), k.uidvalidity, k.item.as_str()))
+            .ctx("reading a taken message")?
+        {
+            Some(g) => Ok(Some(codec::decode_taken(g.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_taken(&mut self, k: &ItemKey, t: &TakenRecord) -> Result<(), StoreError> {
+        self.taken
+            .insert((k.account.0, k.folder.as_str(), k.uidvalidity, k.item.as_str()), codec::encode_taken(t).as_slice())
+            .ctx("recording a taken message")?;
+        Ok(())
+    }
+
+    pub fn remove_taken(&mut self, k: &ItemKey) -> Result<(), StoreError> {
+        self.taken
+            .remove((k.account.0, k.folder.as_str(), k.uidvalidity, k.item.as_str()))
+            .ctx("forgetting a taken message")?;
+        Ok(())
+    }
+
+    /// Everything taken from one folder of an account, in key order.
+    pub fn taken_in_folder(&self, account: AccountId, folder: &str) -> Result<Vec<(ItemKey, TakenRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .taken
+            .range((account.0, folder, 0u32, "")..=(account.0, folder, u32::MAX, "\u{10FFFF}"))
+            .ctx("listing taken messages")?
+        {
+            let (k, v) = item.ctx("listing taken messages")?;
+            let (a, f, uv, it) = k.value();
+            out.push((
+                ItemKey { account: AccountId(a), folder: f.to_owned(), uidvalidity: uv, item: it.to_owned() },
+                codec::decode_taken(v.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    pub fn skipped(&self, k: &ItemKey) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .skipped
+            .get((k.account.0, k.folder.as_str(), k.uidvalidity, k.item.as_str()))
+            .ctx("reading a skipped message")?
+            .map(|g| g.value()))
+    }
+
+    pub fn put_skipped(&mut self, k: &ItemKey, size: u64) -> Result<(), StoreError> {
+        self.skipped
+            .insert((k.account.0, k.folder.as_str(), k.uidvalidity, k.item.as_str()), size)
+            .ctx("recording a skipped message")?;
+        Ok(())
     }
 
     /// Hands out the next id of a counter (1, 2, 3, ...).
@@ -296,7 +434,9 @@ impl<'t> Tx<'t> {
             .map(|g| g.value().to_vec()))
     }
 
-    fn add_raw(&mut self, raw: &NewRaw<'_>, now_ms: i64) -> Result<RawOutcome, StoreError> {
+    /// Stores raw bytes (part of commit 1); the fetchers call it in the transaction that
+    /// also advances their cursor.
+    pub fn add_raw(&mut self, raw: &NewRaw<'_>, now_ms: i64) -> Result<RawOutcome, StoreError> {
         let owner = self
             .blob_owner
             .get(raw.hash.0)
@@ -731,6 +871,39 @@ impl Reader {
             out.push((k.value().to_owned(), v.value().to_owned()));
         }
         Ok(out)
+    }
+
+    pub fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        match self.table_u64(ACCOUNTS)? {
+            Some(t) => all_decoded(&t, "listing accounts", codec::decode_account),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// How many messages are remembered as taken from each folder of an account.
+    pub fn taken_count(&self, account: AccountId, folder: &str) -> Result<u64, StoreError> {
+        let Some(t) = read_table!(self, TAKEN) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for item in t
+            .range((account.0, folder, 0u32, "")..=(account.0, folder, u32::MAX, "\u{10FFFF}"))
+            .ctx("counting taken messages")?
+        {
+            item.ctx("counting taken messages")?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    pub fn cursor(&self, account: AccountId, folder: &str) -> Result<Option<FolderCursor>, StoreError> {
+        let Some(t) = read_table!(self, CURSORS) else {
+            return Ok(None);
+        };
+        match t.get((account.0, folder)).ctx("reading a cursor")? {
+            Some(g) => Ok(Some(codec::decode_cursor(g.value())?)),
+            None => Ok(None),
+        }
     }
 
     pub fn schema_version(&self) -> Result<Option<u32>, StoreError> {

@@ -8,12 +8,15 @@
 use redb::{MultimapTableDefinition, TableDefinition};
 
 /// Version of the layout below. Stored in `META["schema_version"]` as `u32` LE.
-pub const SCHEMA_VERSION: u32 = 1;
+/// History: 1 = raw store, messages, conversations, mailboxes, log, settings;
+/// 2 = mail accounts, folder cursors, taken and skipped messages.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `name -> value`. Keys: `schema_version` (u32 LE), `created_by` (utf-8 program version).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// `counter name -> last id handed out`. Names: `raw`, `msg`, `conv`, `mailbox`, `log`.
+/// `counter name -> last id handed out`. Names: `raw`, `msg`, `conv`, `mailbox`, `log`,
+/// `account`.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 /// Admin settings that live with the data: `name -> value` (utf-8). See `crate::config`.
@@ -61,6 +64,23 @@ pub const MAILBOXES: TableDefinition<u64, &[u8]> = TableDefinition::new("mailbox
 
 /// `sequence -> LogEntry` (codec `log entry`): the communication log.
 pub const COMM_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("comm_log");
+
+/// `AccountId -> AccountRecord` (codec `account`). Since version 2.
+pub const ACCOUNTS: TableDefinition<u64, &[u8]> = TableDefinition::new("accounts");
+
+/// `(AccountId, folder) -> FolderCursor` (codec `folder cursor`): IMAP `(UIDVALIDITY,
+/// last UID)`; POP3 uses folder `INBOX` with UIDVALIDITY 0. Since version 2.
+pub const CURSORS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("cursors");
+
+/// `(AccountId, folder, UIDVALIDITY, item) -> TakenRecord` (codec `taken message`): every
+/// message taken from a server. `item` is the IMAP UID as 10 zero-padded digits (so keys
+/// sort by UID) or the POP3 UIDL. Written in the same transaction as the raw bytes and the
+/// cursor. Since version 2.
+pub const TAKEN: TableDefinition<(u64, &str, u32, &str), &[u8]> = TableDefinition::new("taken");
+
+/// `(AccountId, folder, UIDVALIDITY, item) -> size`: messages left on the server on
+/// purpose (over the size limit), reported once. Since version 2.
+pub const SKIPPED: TableDefinition<(u64, &str, u32, &str), u64> = TableDefinition::new("skipped");
 
 /// Longest Message-ID stored verbatim as an index key.
 pub const MSGID_KEY_MAX: usize = 512;
