@@ -4,6 +4,9 @@
 #[path = "../support/genmail.rs"]
 #[allow(dead_code)]
 mod genmail;
+#[path = "../support/dovecot.rs"]
+#[allow(dead_code)]
+mod dovecot;
 mod support;
 
 mod architecture;
