@@ -6,12 +6,16 @@
 //! parts that need them.
 
 use crate::config::Settings;
+use crate::fetch::FetchCtx;
 use crate::model::{Clock, SystemClock};
 use crate::pipeline;
+use crate::pipeline::Waker;
+use crate::secret::{self, Keyring};
 use crate::store::{Store, StoreError, StoreOptions};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Name of the store file inside the data dir.
 pub const STORE_FILE: &str = "postroom.redb";
@@ -33,6 +37,9 @@ pub enum AppError {
     Import(crate::import::ImportError),
     Setting(crate::config::SettingError),
     Signals(std::io::Error),
+    Account(crate::accounts::AccountError),
+    Secret(crate::secret::SecretError),
+    Fetch(Box<crate::fetch::FetchError>),
     Usage(String),
 }
 
@@ -54,6 +61,9 @@ impl std::fmt::Display for AppError {
             AppError::Import(e) => e.fmt(f),
             AppError::Setting(e) => e.fmt(f),
             AppError::Signals(e) => write!(f, "cannot install the SIGINT/SIGTERM handlers: {e}"),
+            AppError::Account(e) => e.fmt(f),
+            AppError::Secret(e) => e.fmt(f),
+            AppError::Fetch(e) => e.fmt(f),
             AppError::Usage(s) => f.write_str(s),
         }
     }
@@ -80,7 +90,7 @@ impl From<crate::config::SettingError> for AppError {
 /// An open data dir: the lock is held for as long as this value lives.
 pub struct DataDir {
     pub path: PathBuf,
-    pub store: Store,
+    pub store: Arc<Store>,
     _lock: File,
 }
 
@@ -143,7 +153,7 @@ impl DataDir {
         }
         Ok(DataDir {
             path: path.to_owned(),
-            store,
+            store: Arc::new(store),
             _lock: lock,
         })
     }
@@ -151,9 +161,26 @@ impl DataDir {
     pub fn settings(&self) -> Result<Settings, StoreError> {
         Settings::load(&self.store.read()?)
     }
+
+    /// The key that seals stored passwords (the key file is created on first need).
+    pub fn keyring(&self) -> Result<Keyring, AppError> {
+        Keyring::load_or_create(&secret::key_path(&self.path)).map_err(AppError::Secret)
+    }
+
+    /// What the fetchers need, with the given pipeline waker.
+    pub fn fetch_ctx(&self, waker: Waker) -> Result<FetchCtx, AppError> {
+        Ok(FetchCtx {
+            store: self.store.clone(),
+            keys: Arc::new(self.keyring()?),
+            clock: Arc::new(SystemClock),
+            waker,
+            states: Arc::default(),
+        })
+    }
 }
 
-/// Runs the service until SIGINT or SIGTERM.
+/// Runs the service until SIGINT or SIGTERM: the pipeline worker and one fetch task per
+/// enabled account.
 pub fn serve(data: &Path) -> Result<(), AppError> {
     let clock = SystemClock;
     let dir = DataDir::open(data, &clock)?;
@@ -166,11 +193,16 @@ pub fn serve(data: &Path) -> Result<(), AppError> {
         r.message_count()?
     );
     drop(r);
+    let (waker, pipeline) = crate::pipeline::spawn_worker(dir.store.clone(), Arc::new(SystemClock));
+    let ctx = dir.fetch_ctx(waker.clone())?;
+    let ex = smol::Executor::new();
+    let (stop, tasks) = crate::fetch::spawn_all(&ctx, &ex)?;
+    let n = tasks.len();
     eprintln!(
-        "postroom: ready (data dir {}); stop with Ctrl-C or SIGTERM",
+        "postroom: ready (data dir {}, {n} accounts); stop with Ctrl-C or SIGTERM",
         dir.path.display()
     );
-    smol::block_on(async {
+    smol::block_on(ex.run(async {
         use async_signal::{Signal, Signals};
         use smol::stream::StreamExt;
         let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(AppError::Signals)?;
@@ -182,8 +214,15 @@ pub fn serve(data: &Path) -> Result<(), AppError> {
             };
             log::info!("{name} received, stopping");
         }
+        stop.close();
+        for t in tasks {
+            t.await;
+        }
         Ok::<(), AppError>(())
-    })?;
+    }))?;
+    drop(ctx);
+    drop(waker);
+    let _ = pipeline.join();
     drop(dir);
     eprintln!("postroom: stopped cleanly");
     Ok(())

@@ -4,13 +4,16 @@
 //! import progress bar.
 //! Must not: hold business rules; it calls `app`, `import`, `store` readers and `config`.
 
+use crate::accounts::{self, AccountInput};
 use crate::app::{self, AppError, DataDir};
 use crate::config;
 use crate::import::{self, ImportReport};
 use crate::model::{
-    ConvId, ConversationRecord, Direction, MailboxId, MessageRecord, RawId, Status, SystemClock,
-    format_rfc3339, format_utc,
+    AccountRecord, ConvId, ConversationRecord, Direction, MailboxId, MessageRecord, RawId, Status,
+    SystemClock, format_rfc3339, format_utc,
 };
+use crate::net::Fingerprint;
+use crate::secret::Secret;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
@@ -32,6 +35,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 pub enum Command {
     /// Run the service: fetch mail, process it, serve the team (stops on Ctrl-C/SIGTERM)
     Serve,
@@ -89,6 +93,99 @@ pub enum Command {
         key: Option<String>,
         value: Option<String>,
     },
+    /// Add, change, list and remove the mail accounts Postroom fetches from
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Fetch new mail from one account now (one pass), then process it
+    Fetch {
+        /// Account name
+        name: String,
+    },
+}
+
+/// The fields of an account, as flags (used by `account add` and `account edit`).
+#[derive(clap::Args, Debug, Default)]
+pub struct AccountFlags {
+    /// imap or pop3 (default imap)
+    #[arg(long, value_name = "PROTO")]
+    protocol: Option<String>,
+    /// Server host name or IP address
+    #[arg(long, value_name = "HOST")]
+    host: Option<String>,
+    /// Server port (default: 993/143 for IMAP, 995/110 for POP3, by security)
+    #[arg(long, value_name = "PORT")]
+    port: Option<u32>,
+    /// none, starttls or tls (default tls)
+    #[arg(long, value_name = "MODE")]
+    security: Option<String>,
+    /// Login name (Exchange/Microsoft 365 style DOMAIN\user\alias works as typed)
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    /// Password (visible to other local users in the process list; prefer --password-file)
+    #[arg(long, value_name = "PASSWORD", conflicts_with = "password_file")]
+    password: Option<String>,
+    /// Read the password from the first line of this file
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// IMAP folder to read; repeat for several (default INBOX)
+    #[arg(long = "folder", value_name = "FOLDER")]
+    folders: Vec<String>,
+    /// After a message is durably stored: keep (default), delete, or move:FOLDER (IMAP)
+    #[arg(long, value_name = "WHAT")]
+    after: Option<String>,
+    /// Mailbox new conversations go to (created if missing; default Inbox)
+    #[arg(long, value_name = "NAME")]
+    mailbox: Option<String>,
+    /// Import only mail that arrives from now on (existing mail is left alone)
+    #[arg(long)]
+    only_new: bool,
+    /// Also import the mail already on the server (undoes --only-new)
+    #[arg(long, conflicts_with = "only_new")]
+    all_mail: bool,
+    /// Trust exactly this certificate (SHA-256 fingerprint) for a self-signed server; "" removes the pin
+    #[arg(long, value_name = "SHA256")]
+    pin_cert: Option<String>,
+    /// Poll interval in seconds when the server cannot push (IDLE), default 60
+    #[arg(long, value_name = "SECS")]
+    poll_secs: Option<u32>,
+    /// Messages larger than this stay on the server and are reported (default 25 MiB)
+    #[arg(long, value_name = "BYTES")]
+    max_message_bytes: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCmd {
+    /// Add a mail account
+    Add {
+        /// A short name, e.g. support
+        name: String,
+        #[command(flatten)]
+        flags: AccountFlags,
+        /// Add it disabled (nothing is fetched until `account enable`)
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Change a mail account (only the given fields change)
+    Edit {
+        name: String,
+        /// New name
+        #[arg(long, value_name = "NAME")]
+        rename: Option<String>,
+        #[command(flatten)]
+        flags: AccountFlags,
+    },
+    /// List the mail accounts
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a mail account (its conversations stay)
+    Remove { name: String },
+    /// Start fetching from an account
+    Enable { name: String },
+    /// Stop fetching from an account (its settings stay)
+    Disable { name: String },
 }
 
 /// Runs the parsed command line.
@@ -110,7 +207,214 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         Command::Raw { id } => cmd_raw(&data, id),
         Command::Log { limit, json } => cmd_log(&data, limit, json),
         Command::Settings { key, value } => cmd_settings(&data, key, value),
+        Command::Account(cmd) => cmd_account(&data, cmd),
+        Command::Fetch { name } => cmd_fetch(&data, &name),
     }
+}
+
+fn account_input(
+    dir: &DataDir,
+    name: Option<String>,
+    f: AccountFlags,
+) -> Result<AccountInput, AppError> {
+    let password = match (f.password, f.password_file) {
+        (Some(p), _) => Some(Secret::new(p)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                AppError::Usage(format!(
+                    "cannot read the password file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Some(Secret::new(text.lines().next().unwrap_or("").to_owned()))
+        }
+        (None, None) => None,
+    };
+    let mailbox = match f.mailbox {
+        Some(m) => Some(mailbox_by_name(dir, Some(&m))?),
+        None => None,
+    };
+    Ok(AccountInput {
+        name,
+        protocol: f.protocol,
+        host: f.host,
+        port: f.port,
+        security: f.security,
+        username: f.user,
+        password,
+        folders: if f.folders.is_empty() {
+            None
+        } else {
+            Some(f.folders)
+        },
+        after: f.after,
+        mailbox,
+        enabled: None,
+        only_new: if f.only_new {
+            Some(true)
+        } else if f.all_mail {
+            Some(false)
+        } else {
+            None
+        },
+        pinned_cert: f.pin_cert,
+        poll_secs: f.poll_secs,
+        max_message_bytes: f.max_message_bytes,
+    })
+}
+
+fn account_json(a: &AccountRecord, mailboxes: &[crate::model::MailboxRecord]) -> serde_json::Value {
+    json!({
+        "name": a.name,
+        "protocol": a.protocol,
+        "host": a.host,
+        "port": a.port,
+        "security": a.security,
+        "user": a.username,
+        "folders": a.folders,
+        "after": a.after.to_string(),
+        "mailbox": mailboxes.iter().find(|m| m.id == a.mailbox).map(|m| m.name.clone()),
+        "enabled": a.enabled,
+        "only_new": a.only_new,
+        "pinned_cert": a.pinned_cert.map(|p| Fingerprint(p).to_string()),
+        "poll_secs": a.poll_secs,
+        "max_message_bytes": a.max_message_bytes,
+    })
+}
+
+fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> {
+    let dir = open(data)?;
+    match cmd {
+        AccountCmd::Add {
+            name,
+            flags,
+            disabled,
+        } => {
+            let keys = dir.keyring()?;
+            let mut input = account_input(&dir, Some(name), flags)?;
+            input.enabled = Some(!disabled);
+            let a = dir
+                .store
+                .write(|tx| accounts::add(tx, &keys, &input).map_err(AppError::Account))?;
+            println!(
+                "added account {:?}: {} {}:{} ({}), user {}, folders {}, after fetch: {}{}",
+                a.name,
+                a.protocol.as_str(),
+                a.host,
+                a.port,
+                a.security,
+                a.username,
+                a.folders.join(", "),
+                a.after,
+                if a.enabled { "" } else { " (disabled)" }
+            );
+            println!("check it with: postroom account check {}", a.name);
+        }
+        AccountCmd::Edit {
+            name,
+            rename,
+            flags,
+        } => {
+            let keys = dir.keyring()?;
+            let input = account_input(&dir, rename, flags)?;
+            let a = dir
+                .store
+                .write(|tx| accounts::edit(tx, &keys, &name, &input).map_err(AppError::Account))?;
+            println!("changed account {:?}", a.name);
+        }
+        AccountCmd::List { json: json_out } => {
+            let r = dir.store.read()?;
+            let (list, mailboxes) = (r.accounts()?, r.mailboxes()?);
+            if json_out {
+                print_json(&serde_json::Value::Array(
+                    list.iter().map(|a| account_json(a, &mailboxes)).collect(),
+                ));
+                return Ok(());
+            }
+            if list.is_empty() {
+                println!(
+                    "no accounts yet; add one with: postroom account add NAME --host HOST --user USER --password-file FILE"
+                );
+            }
+            for a in &list {
+                let taken: u64 = a
+                    .folders
+                    .iter()
+                    .map(|f| r.taken_count(a.id, f).unwrap_or(0))
+                    .sum();
+                println!(
+                    "{:<16} {:<4} {}:{} {:<8} user {}  folders {}  after {}  {}  ({} messages remembered)",
+                    a.name,
+                    a.protocol.as_str(),
+                    a.host,
+                    a.port,
+                    a.security,
+                    a.username,
+                    a.folders.join(","),
+                    a.after,
+                    if a.enabled { "enabled" } else { "disabled" },
+                    taken
+                );
+            }
+        }
+        AccountCmd::Remove { name } => {
+            let a = dir
+                .store
+                .write(|tx| accounts::remove(tx, &name).map_err(AppError::Account))?;
+            println!(
+                "removed account {:?}; the conversations it brought in stay",
+                a.name
+            );
+        }
+        AccountCmd::Enable { name } => set_enabled(&dir, &name, true)?,
+        AccountCmd::Disable { name } => set_enabled(&dir, &name, false)?,
+    }
+    Ok(())
+}
+
+fn set_enabled(dir: &DataDir, name: &str, on: bool) -> Result<(), AppError> {
+    let keys = dir.keyring()?;
+    let input = AccountInput {
+        enabled: Some(on),
+        ..AccountInput::default()
+    };
+    let a = dir
+        .store
+        .write(|tx| accounts::edit(tx, &keys, name, &input).map_err(AppError::Account))?;
+    println!(
+        "account {:?} {}",
+        a.name,
+        if on { "enabled" } else { "disabled" }
+    );
+    Ok(())
+}
+
+fn cmd_fetch(data: &std::path::Path, name: &str) -> Result<(), AppError> {
+    let dir = open(data)?;
+    let acct = dir
+        .store
+        .read()?
+        .accounts()?
+        .into_iter()
+        .find(|a| a.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| AppError::Account(accounts::AccountError::NotFound(name.to_owned())))?;
+    let ctx = dir.fetch_ctx(crate::pipeline::Waker::detached())?;
+    let report = smol::block_on(crate::fetch::pass(&ctx, &acct))
+        .map_err(|e| AppError::Fetch(Box::new(e)))?;
+    let settings = dir.settings()?;
+    let s = crate::pipeline::process_pending(&dir.store, &settings, &SystemClock)?;
+    println!(
+        "account {:?}: {} new messages stored, {} already stored, {} removed on the server, {} left there (too large)",
+        acct.name, report.stored, report.same_bytes, report.removed, report.oversize
+    );
+    for n in &report.notes {
+        println!("  note: {n}");
+    }
+    println!(
+        "  {} new conversations, {} messages joined existing ones",
+        s.new_conversations, s.joined
+    );
+    Ok(())
 }
 
 fn open(data: &std::path::Path) -> Result<DataDir, AppError> {
@@ -127,7 +431,7 @@ fn mailbox_by_name(dir: &DataDir, name: Option<&str>) -> Result<MailboxId, AppEr
             "mailbox name {name:?} is not usable; give a name such as Support"
         )));
     }
-    Ok(dir.store.write(|tx| {
+    dir.store.write(|tx| {
         if let Some(m) = tx
             .mailboxes()?
             .into_iter()
@@ -142,7 +446,7 @@ fn mailbox_by_name(dir: &DataDir, name: Option<&str>) -> Result<MailboxId, AppEr
             address: None,
         })?;
         Ok(id)
-    })?)
+    })
 }
 
 fn cmd_import(
@@ -319,8 +623,8 @@ fn cmd_conversations(
         return Ok(());
     }
     println!(
-        "{:>6}  {:<7}  {:<44}  {:<28}  {:>4}  {}",
-        "ID", "STATUS", "SUBJECT", "CUSTOMER", "MSGS", "LAST ACTIVITY (UTC)"
+        "{:>6}  {:<7}  {:<44}  {:<28}  {:>4}  LAST ACTIVITY (UTC)",
+        "ID", "STATUS", "SUBJECT", "CUSTOMER", "MSGS"
     );
     for c in &convs {
         let customer = c

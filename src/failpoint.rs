@@ -23,10 +23,11 @@ fn target() -> &'static Option<(String, u64)> {
 
 /// Aborts the process if `name` is the armed failpoint and this is its Nth hit.
 pub fn hit(name: &str) {
-    if let Some((armed, n)) = target() {
-        if armed == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n {
-            eprintln!("postroom: failpoint {name} reached, aborting");
-            std::process::abort();
-        }
+    if let Some((armed, n)) = target()
+        && armed == name
+        && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n
+    {
+        eprintln!("postroom: failpoint {name} reached, aborting");
+        std::process::abort();
     }
 }

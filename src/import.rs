@@ -269,9 +269,11 @@ pub fn import(
     clock: &dyn Clock,
     progress: &mut dyn FnMut(&ImportReport),
 ) -> Result<ImportReport, ImportError> {
-    let mut report = ImportReport::default();
     // Finish whatever an earlier run left queued before adding more.
-    report.pipeline = pipeline::process_pending(store, settings, clock)?;
+    let mut report = ImportReport {
+        pipeline: pipeline::process_pending(store, settings, clock)?,
+        ..ImportReport::default()
+    };
     let mut files = Vec::new();
     for p in paths {
         files.extend(plan(p)?);

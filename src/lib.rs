@@ -47,13 +47,15 @@
 //! - **Portable format**: the committed schema-v1 fixture still opens (`tests/it/store.rs`).
 //! - No `unsafe` (`forbid`), no `unwrap`/`expect`/indexing outside tests (clippy `deny`).
 
+pub mod accounts;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod failpoint;
+pub mod fetch;
 pub mod import;
 pub mod model;
 pub mod net;
-pub mod secret;
 pub mod pipeline;
+pub mod secret;
 pub mod store;

@@ -370,7 +370,10 @@ mod tests {
         assert_eq!(Security::parse("STARTTLS"), Some(Security::StartTls));
         assert_eq!(Security::parse("maybe"), None);
         assert_eq!(Protocol::parse("POP3"), Some(Protocol::Pop3));
-        assert_eq!(AfterFetch::parse("move:Archive/2026"), Some(AfterFetch::Move("Archive/2026".into())));
+        assert_eq!(
+            AfterFetch::parse("move:Archive/2026"),
+            Some(AfterFetch::Move("Archive/2026".into()))
+        );
         assert_eq!(AfterFetch::parse("move:"), None);
         assert_eq!(AfterFetch::parse("delete"), Some(AfterFetch::Delete));
         assert_eq!(AfterFetch::Move("X".into()).to_string(), "move:X");

@@ -10,12 +10,14 @@
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use futures_rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use futures_rustls::rustls::client::WebPkiServerVerifier;
 use futures_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
-use futures_rustls::rustls::client::WebPkiServerVerifier;
 use futures_rustls::rustls::crypto::{CryptoProvider, ring as ring_provider};
-use futures_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use futures_rustls::rustls::{
+    self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
 use std::fmt;
@@ -83,11 +85,33 @@ pub struct Endpoint {
 /// A connection failed; says which server, what happened, and what to try.
 #[derive(Debug)]
 pub enum NetError {
-    Dns { host: String, detail: String },
-    Connect { host: String, port: u16, detail: String },
-    Timeout { host: String, port: u16, what: &'static str, secs: u64 },
-    Tls { host: String, port: u16, detail: String, hint: String, seen: Option<Fingerprint> },
-    Io { host: String, port: u16, detail: String },
+    Dns {
+        host: String,
+        detail: String,
+    },
+    Connect {
+        host: String,
+        port: u16,
+        detail: String,
+    },
+    Timeout {
+        host: String,
+        port: u16,
+        what: &'static str,
+        secs: u64,
+    },
+    Tls {
+        host: String,
+        port: u16,
+        detail: String,
+        hint: String,
+        seen: Option<Fingerprint>,
+    },
+    Io {
+        host: String,
+        port: u16,
+        detail: String,
+    },
 }
 
 impl fmt::Display for NetError {
@@ -101,18 +125,31 @@ impl fmt::Display for NetError {
                 f,
                 "cannot connect to {host}:{port} ({detail}). Check the host and port, and that no firewall blocks it"
             ),
-            NetError::Timeout { host, port, what, secs } => write!(
+            NetError::Timeout {
+                host,
+                port,
+                what,
+                secs,
+            } => write!(
                 f,
                 "{host}:{port} did not answer within {secs} s while {what}. The server may be down or the port wrong"
             ),
-            NetError::Tls { host, port, detail, hint, seen } => {
+            NetError::Tls {
+                host,
+                port,
+                detail,
+                hint,
+                seen,
+            } => {
                 write!(f, "TLS with {host}:{port} failed: {detail}.")?;
                 if let Some(fp) = seen {
                     write!(f, " The server's certificate has SHA-256 fingerprint {fp}.")?;
                 }
                 write!(f, " {hint}")
             }
-            NetError::Io { host, port, detail } => write!(f, "connection to {host}:{port} failed: {detail}"),
+            NetError::Io { host, port, detail } => {
+                write!(f, "connection to {host}:{port} failed: {detail}")
+            }
         }
     }
 }
@@ -135,7 +172,11 @@ impl fmt::Debug for Conn {
 }
 
 impl AsyncRead for Conn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -144,7 +185,11 @@ impl AsyncRead for Conn {
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -173,7 +218,12 @@ impl Conn {
     pub fn peer_certificate(&self) -> Option<Vec<u8>> {
         match self {
             Conn::Plain(_) => None,
-            Conn::Tls(s) => s.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.as_ref().to_vec()),
+            Conn::Tls(s) => s
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref().to_vec()),
         }
     }
 }
@@ -189,16 +239,28 @@ pub async fn with_timeout<T>(
     async { Ok(fut.await) }
         .or(async {
             smol::Timer::after(ep.timeout).await;
-            Err(NetError::Timeout { host: ep.host.clone(), port: ep.port, what, secs })
+            Err(NetError::Timeout {
+                host: ep.host.clone(),
+                port: ep.port,
+                what,
+                secs,
+            })
         })
         .await
 }
 
 /// DNS and TCP, with the endpoint's timeout; tries every address the name has.
 pub async fn connect_tcp(ep: &Endpoint) -> Result<TcpStream, NetError> {
-    let addrs = with_timeout(ep, "looking up the host name", smol::net::resolve((ep.host.as_str(), ep.port)))
-        .await?
-        .map_err(|e| NetError::Dns { host: ep.host.clone(), detail: e.to_string() })?;
+    let addrs = with_timeout(
+        ep,
+        "looking up the host name",
+        smol::net::resolve((ep.host.as_str(), ep.port)),
+    )
+    .await?
+    .map_err(|e| NetError::Dns {
+        host: ep.host.clone(),
+        detail: e.to_string(),
+    })?;
     let mut last = String::from("no address found");
     for addr in addrs {
         match with_timeout(ep, "connecting", TcpStream::connect(addr)).await? {
@@ -209,13 +271,18 @@ pub async fn connect_tcp(ep: &Endpoint) -> Result<TcpStream, NetError> {
             Err(e) => last = format!("{addr}: {e}"),
         }
     }
-    Err(NetError::Connect { host: ep.host.clone(), port: ep.port, detail: last })
+    Err(NetError::Connect {
+        host: ep.host.clone(),
+        port: ep.port,
+        detail: last,
+    })
 }
 
 /// The ring crypto provider (the one TLS stack in the binary).
 pub fn provider() -> Arc<CryptoProvider> {
     static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    P.get_or_init(|| Arc::new(ring_provider::default_provider())).clone()
+    P.get_or_init(|| Arc::new(ring_provider::default_provider()))
+        .clone()
 }
 
 /// System roots where present, plus the bundled Mozilla roots.
@@ -226,7 +293,10 @@ pub fn root_store() -> Arc<RootCertStore> {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let native = rustls_native_certs::load_native_certs();
         let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-        log::debug!("TLS roots: {} bundled + {added} from the system", webpki_roots::TLS_SERVER_ROOTS.len());
+        log::debug!(
+            "TLS roots: {} bundled + {added} from the system",
+            webpki_roots::TLS_SERVER_ROOTS.len()
+        );
         Arc::new(roots)
     })
     .clone()
@@ -256,18 +326,45 @@ impl ServerCertVerifier for Verifier {
         }
         match self.pinned {
             Some(pin) if pin == fp => Ok(ServerCertVerified::assertion()),
-            Some(_) => Err(rustls::Error::General("the certificate is not the pinned one".into())),
-            None => self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now),
+            Some(_) => Err(rustls::Error::General(
+                "the certificate is not the pinned one".into(),
+            )),
+            None => {
+                self.webpki
+                    .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            }
         }
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &provider().signature_verification_algorithms)
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            m,
+            c,
+            d,
+            &provider().signature_verification_algorithms,
+        )
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &provider().signature_verification_algorithms)
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &provider().signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider().signature_verification_algorithms.supported_schemes()
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -295,19 +392,41 @@ fn tls_error(ep: &Endpoint, e: &std::io::Error, seen: Option<Fingerprint>) -> Ne
         Some(other) => (other.to_string(), "Check the server's TLS configuration.".into()),
         None => (e.to_string(), "The server closed the connection during the TLS handshake; check the port and security setting.".into()),
     };
-    NetError::Tls { host: ep.host.clone(), port: ep.port, detail, hint, seen }
+    NetError::Tls {
+        host: ep.host.clone(),
+        port: ep.port,
+        detail,
+        hint,
+        seen,
+    }
 }
 
 /// Wraps a connected stream in TLS, verifying the server per the endpoint's policy.
 pub async fn tls_handshake(ep: &Endpoint, tcp: TcpStream) -> Result<Conn, NetError> {
     let webpki = WebPkiServerVerifier::builder_with_provider(root_store(), provider())
         .build()
-        .map_err(|e| NetError::Tls { host: ep.host.clone(), port: ep.port, detail: e.to_string(), hint: String::new(), seen: None })?;
+        .map_err(|e| NetError::Tls {
+            host: ep.host.clone(),
+            port: ep.port,
+            detail: e.to_string(),
+            hint: String::new(),
+            seen: None,
+        })?;
     let seen = Arc::new(Mutex::new(None));
-    let verifier = Arc::new(Verifier { pinned: ep.pinned, webpki, seen: seen.clone() });
+    let verifier = Arc::new(Verifier {
+        pinned: ep.pinned,
+        webpki,
+        seen: seen.clone(),
+    });
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| NetError::Tls { host: ep.host.clone(), port: ep.port, detail: e.to_string(), hint: String::new(), seen: None })?
+        .map_err(|e| NetError::Tls {
+            host: ep.host.clone(),
+            port: ep.port,
+            detail: e.to_string(),
+            hint: String::new(),
+            seen: None,
+        })?
         .dangerous() // our own verifier: webpki, or exactly one pinned certificate
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
@@ -352,5 +471,4 @@ mod tests {
         assert_eq!(Fingerprint::parse("ab:cd"), None);
         assert_eq!(Fingerprint::parse(&"zz".repeat(32)), None);
     }
-
 }

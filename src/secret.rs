@@ -93,20 +93,29 @@ pub fn key_path(data: &Path) -> PathBuf {
 impl Keyring {
     /// Loads the key file, creating it (0600) with a fresh random key if it is missing.
     pub fn load_or_create(path: &Path) -> Result<Keyring, SecretError> {
-        let err = |detail: String| SecretError::KeyFile { path: path.to_owned(), detail };
+        let err = |detail: String| SecretError::KeyFile {
+            path: path.to_owned(),
+            detail,
+        };
         let rng = SystemRandom::new();
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
-                rng.fill(&mut key).map_err(|_| err("the system random generator failed".into()))?;
+                rng.fill(&mut key)
+                    .map_err(|_| err("the system random generator failed".into()))?;
                 let mut opts = std::fs::OpenOptions::new();
                 opts.write(true).create_new(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
                 let mut f = opts.open(path).map_err(|e| err(e.to_string()))?;
-                f.write_all(&key).and_then(|_| f.sync_all()).map_err(|e| err(e.to_string()))?;
-                log::info!("created the key file {} for stored passwords; back it up with the data", path.display());
+                f.write_all(&key)
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| err(e.to_string()))?;
+                log::info!(
+                    "created the key file {} for stored passwords; back it up with the data",
+                    path.display()
+                );
                 key.to_vec()
             }
             Err(e) => return Err(err(e.to_string())),
@@ -114,29 +123,44 @@ impl Keyring {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            if let Ok(m) = std::fs::metadata(path) {
-                if m.permissions().mode() & 0o077 != 0 {
-                    log::warn!("the key file {} is readable by others; fixing its mode to 0600", path.display());
-                    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-                }
+            if let Ok(m) = std::fs::metadata(path)
+                && m.permissions().mode() & 0o077 != 0
+            {
+                log::warn!(
+                    "the key file {} is readable by others; fixing its mode to 0600",
+                    path.display()
+                );
+                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
             }
         }
         if bytes.len() != 32 {
             return Err(err(format!("it has {} bytes, a key has 32", bytes.len())));
         }
-        let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| err("not a valid key".into()))?;
-        Ok(Keyring { key: LessSafeKey::new(key), rng })
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes)
+            .map_err(|_| err("not a valid key".into()))?;
+        Ok(Keyring {
+            key: LessSafeKey::new(key),
+            rng,
+        })
     }
 
     /// Encrypts a secret; `context` (e.g. `account:support`) is bound to the ciphertext so
     /// a sealed password cannot be moved to another record.
     pub fn seal(&self, secret: &Secret, context: &str) -> Result<Vec<u8>, SecretError> {
         let mut nonce = [0u8; 12];
-        self.rng.fill(&mut nonce).map_err(|_| SecretError::Open { what: context.into() })?;
+        self.rng.fill(&mut nonce).map_err(|_| SecretError::Open {
+            what: context.into(),
+        })?;
         let mut data = secret.expose().as_bytes().to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context.as_bytes()), &mut data)
-            .map_err(|_| SecretError::Open { what: context.into() })?;
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context.as_bytes()),
+                &mut data,
+            )
+            .map_err(|_| SecretError::Open {
+                what: context.into(),
+            })?;
         let mut out = Vec::with_capacity(1 + 12 + data.len());
         out.push(SEALED_V1);
         out.extend_from_slice(&nonce);
@@ -146,7 +170,9 @@ impl Keyring {
 
     /// Decrypts what `seal` made with the same context.
     pub fn open(&self, sealed: &[u8], context: &str) -> Result<Secret, SecretError> {
-        let bad = || SecretError::Open { what: context.into() };
+        let bad = || SecretError::Open {
+            what: context.into(),
+        };
         let (&version, rest) = sealed.split_first().ok_or_else(bad)?;
         if version != SEALED_V1 || rest.len() < 12 {
             return Err(bad());
@@ -154,8 +180,13 @@ impl Keyring {
         let (nonce, ct) = rest.split_at(12);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad())?;
         let mut buf = ct.to_vec();
-        let clear = self.key.open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf).map_err(|_| bad())?;
-        String::from_utf8(clear.to_vec()).map(Secret).map_err(|_| bad())
+        let clear = self
+            .key
+            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
+            .map_err(|_| bad())?;
+        String::from_utf8(clear.to_vec())
+            .map(Secret)
+            .map_err(|_| bad())
     }
 }
 
@@ -177,15 +208,24 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let sealed = k.seal(&Secret::new("pässwörd"), "account:support").unwrap();
         assert!(!sealed.windows(4).any(|w| w == b"p\xc3\xa4s"));
-        assert_eq!(k.open(&sealed, "account:support").unwrap().expose(), "pässwörd");
+        assert_eq!(
+            k.open(&sealed, "account:support").unwrap().expose(),
+            "pässwörd"
+        );
         assert!(k.open(&sealed, "account:other").is_err());
         // The same key file opens it again after a restart.
         let again = Keyring::load_or_create(&path).unwrap();
-        assert_eq!(again.open(&sealed, "account:support").unwrap().expose(), "pässwörd");
+        assert_eq!(
+            again.open(&sealed, "account:support").unwrap().expose(),
+            "pässwörd"
+        );
         // Another key does not.
         let other = Keyring::load_or_create(&dir.path().join("other.key")).unwrap();
         assert!(other.open(&sealed, "account:support").is_err());

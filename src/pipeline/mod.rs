@@ -188,37 +188,36 @@ fn process_one(
     let date = p.date.unwrap_or(rec.received_at.div_euclid(1000));
     // Duplicate delivery of a Message-ID we already have?
     let mut index_own_id = p.message_id.is_some();
-    if let Some(mid) = p.message_id.clone() {
-        if let Some(existing) = tx.message_by_msgid(&mid)? {
-            if let Some(mut m) = tx.message(existing)? {
-                if m.direction == Direction::Out || same_mail(&m, &p, date) {
-                    if !m.also_raw.contains(&raw) && m.raw != raw {
-                        m.also_raw.push(raw);
-                    }
-                    tx.put_message(&m)?;
-                    tx.finish_raw(raw, Some(m.id))?;
-                    let sources = rec.sources.first().cloned().unwrap_or_default();
-                    log(
-                        tx,
-                        clock,
-                        Level::Info,
-                        Some(raw),
-                        Some(m.conv),
-                        format!(
-                            "duplicate of message {} (Message-ID <{mid}>) from {sources}; recorded as a second source",
-                            m.id
-                        ),
-                    )?;
-                    s.duplicates = 1;
-                    return Ok(s);
-                }
-                p.warnings.push(format!(
+    if let Some(mid) = p.message_id.clone()
+        && let Some(existing) = tx.message_by_msgid(&mid)?
+        && let Some(mut m) = tx.message(existing)?
+    {
+        if m.direction == Direction::Out || same_mail(&m, &p, date) {
+            if !m.also_raw.contains(&raw) && m.raw != raw {
+                m.also_raw.push(raw);
+            }
+            tx.put_message(&m)?;
+            tx.finish_raw(raw, Some(m.id))?;
+            let sources = rec.sources.first().cloned().unwrap_or_default();
+            log(
+                tx,
+                clock,
+                Level::Info,
+                Some(raw),
+                Some(m.conv),
+                format!(
+                    "duplicate of message {} (Message-ID <{mid}>) from {sources}; recorded as a second source",
+                    m.id
+                ),
+            )?;
+            s.duplicates = 1;
+            return Ok(s);
+        }
+        p.warnings.push(format!(
                     "Message-ID <{mid}> is already used by message {} with different content; kept as a separate message",
                     m.id
                 ));
-                index_own_id = false;
-            }
-        }
+        index_own_id = false;
     }
     let decision = thread::decide(
         &ThreadInput {
@@ -287,11 +286,9 @@ fn process_one(
     };
     tx.put_message(&record)?;
     tx.link(conv_id, msg_id)?;
-    if index_own_id {
-        if let Some(mid) = &p.message_id {
-            tx.index_msgid(mid, msg_id)?;
-            tx.clear_waiting(mid)?;
-        }
+    if index_own_id && let Some(mid) = &p.message_id {
+        tx.index_msgid(mid, msg_id)?;
+        tx.clear_waiting(mid)?;
     }
     for r in &decision.unknown_refs {
         tx.add_waiting(r, conv_id)?;
@@ -482,4 +479,58 @@ pub fn record_sent(
     tx.index_msgid(message_id, id)?;
     add_to_conversation(tx, conv, &m)?;
     Ok(id)
+}
+
+/// Wakes the pipeline worker after commit 1 (cheap; wakes coalesce).
+#[derive(Clone, Debug)]
+pub struct Waker(smol::channel::Sender<()>);
+
+impl Waker {
+    pub fn wake(&self) {
+        let _ = self.0.try_send(());
+    }
+
+    /// A waker connected to nothing (one-shot commands run the pipeline themselves).
+    pub fn detached() -> Waker {
+        let (tx, _rx) = smol::channel::bounded(1);
+        Waker(tx)
+    }
+}
+
+/// Starts the pipeline worker thread: it processes the pending queue whenever woken, and
+/// ends when every `Waker` is dropped.
+pub fn spawn_worker(
+    store: std::sync::Arc<Store>,
+    clock: std::sync::Arc<dyn Clock>,
+) -> (Waker, std::thread::JoinHandle<()>) {
+    let (tx, rx) = smol::channel::bounded::<()>(1);
+    let handle = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || {
+            while rx.recv_blocking().is_ok() {
+                let result = store
+                    .read()
+                    .and_then(|r| Settings::load(&r))
+                    .and_then(|settings| process_pending(&store, &settings, clock.as_ref()));
+                match result {
+                    Ok(s) if s.processed > 0 => log::info!(
+                        "pipeline: {} messages, {} new conversations, {} joined, {} duplicates",
+                        s.processed,
+                        s.new_conversations,
+                        s.joined,
+                        s.duplicates
+                    ),
+                    Ok(_) => {}
+                    Err(e) => log::error!("pipeline: {e}; the messages stay queued and are retried at the next wake or start"),
+                }
+            }
+        });
+    match handle {
+        Ok(h) => (Waker(tx), h),
+        Err(e) => {
+            // Without a thread the queue is still processed at the next start.
+            log::error!("cannot start the pipeline thread: {e}");
+            (Waker(tx), std::thread::spawn(|| {}))
+        }
+    }
 }

@@ -74,10 +74,11 @@ pub fn subject_tag(subject: &str, prefix: &str) -> Option<u64> {
         let start = from + pos + needle.len();
         let rest = lower.get(start..).unwrap_or("");
         let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-        if !digits.is_empty() && rest.get(digits.len()..).is_some_and(|r| r.starts_with(']')) {
-            if let Ok(n) = digits.parse::<u64>() {
-                return Some(n);
-            }
+        if !digits.is_empty()
+            && rest.get(digits.len()..).is_some_and(|r| r.starts_with(']'))
+            && let Ok(n) = digits.parse::<u64>()
+        {
+            return Some(n);
         }
         from = start;
     }
@@ -97,11 +98,11 @@ pub fn decide<V: ThreadView>(
 ) -> Result<Decision, V::Error> {
     let mut target = None;
     let mut matched = Matched::Nothing;
-    if let Some(n) = subject_tag(input.subject, tag_prefix) {
-        if let Some(c) = view.conversation_by_number(n)? {
-            target = Some(c);
-            matched = Matched::Tag(n);
-        }
+    if let Some(n) = subject_tag(input.subject, tag_prefix)
+        && let Some(c) = view.conversation_by_number(n)?
+    {
+        target = Some(c);
+        matched = Matched::Tag(n);
     }
     let mut unknown_refs = Vec::new();
     let candidates = input

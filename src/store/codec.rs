@@ -7,9 +7,9 @@
 //! that names the record).
 
 use crate::model::{
-    AccountId, AccountRecord, AfterFetch, FolderCursor, Protocol, Security, TakenRecord,
-    Addr, ContentHash, ConvId, ConversationRecord, Direction, Level, LogEntry, MailboxId,
-    MailboxRecord, MessageRecord, MsgFlags, MsgId, RawId, RawRecord, Status,
+    AccountId, AccountRecord, Addr, AfterFetch, ContentHash, ConvId, ConversationRecord, Direction,
+    FolderCursor, Level, LogEntry, MailboxId, MailboxRecord, MessageRecord, MsgFlags, MsgId,
+    Protocol, RawId, RawRecord, Security, Status, TakenRecord,
 };
 use std::fmt;
 
@@ -534,14 +534,20 @@ pub fn encode_cursor(c: &FolderCursor) -> Vec<u8> {
 
 pub fn decode_cursor(v: &[u8]) -> Result<FolderCursor, DecodeError> {
     let mut d = Dec::new(v, "folder cursor", CURSOR_V1)?;
-    let c = FolderCursor { uidvalidity: d.u32()?, last_uid: d.u32()? };
+    let c = FolderCursor {
+        uidvalidity: d.u32()?,
+        last_uid: d.u32()?,
+    };
     d.end()?;
     Ok(c)
 }
 
 pub fn encode_taken(t: &TakenRecord) -> Vec<u8> {
     let mut e = Enc::new(TAKEN_V1);
-    e.fixed(&t.hash.0).u64(t.size).opt_str(t.message_id.as_deref()).u8(u8::from(t.pending_removal));
+    e.fixed(&t.hash.0)
+        .u64(t.size)
+        .opt_str(t.message_id.as_deref())
+        .u8(u8::from(t.pending_removal));
     e.finish()
 }
 
@@ -582,9 +588,17 @@ mod tests {
             max_message_bytes: 25 << 20,
         };
         assert_eq!(decode_account(&encode_account(&a)).unwrap(), a);
-        let c = FolderCursor { uidvalidity: 7, last_uid: 99 };
+        let c = FolderCursor {
+            uidvalidity: 7,
+            last_uid: 99,
+        };
         assert_eq!(decode_cursor(&encode_cursor(&c)).unwrap(), c);
-        let t = TakenRecord { hash: ContentHash([1; 32]), size: 5, message_id: Some("a@b".into()), pending_removal: true };
+        let t = TakenRecord {
+            hash: ContentHash([1; 32]),
+            size: 5,
+            message_id: Some("a@b".into()),
+            pending_removal: true,
+        };
         assert_eq!(decode_taken(&encode_taken(&t)).unwrap(), t);
     }
 

@@ -16,9 +16,8 @@ mod migrate;
 pub mod schema;
 
 use crate::model::{
-    AccountId, AccountRecord, FolderCursor, TakenRecord,
-    ContentHash, ConvId, ConversationRecord, LogEntry, MailboxId, MailboxRecord, MessageRecord,
-    MsgId, RawId, RawRecord,
+    AccountId, AccountRecord, ContentHash, ConvId, ConversationRecord, FolderCursor, LogEntry,
+    MailboxId, MailboxRecord, MessageRecord, MsgId, RawId, RawRecord, TakenRecord,
 };
 use codec::DecodeError;
 use redb::{
@@ -263,11 +262,21 @@ pub struct ItemKey {
 impl ItemKey {
     /// The key of an IMAP UID.
     pub fn imap(account: AccountId, folder: &str, uidvalidity: u32, uid: u32) -> ItemKey {
-        ItemKey { account, folder: folder.to_owned(), uidvalidity, item: format!("{uid:010}") }
+        ItemKey {
+            account,
+            folder: folder.to_owned(),
+            uidvalidity,
+            item: format!("{uid:010}"),
+        }
     }
     /// The key of a POP3 UIDL.
     pub fn pop3(account: AccountId, uidl: &str) -> ItemKey {
-        ItemKey { account, folder: "INBOX".into(), uidvalidity: 0, item: uidl.to_owned() }
+        ItemKey {
+            account,
+            folder: "INBOX".into(),
+            uidvalidity: 0,
+            item: uidl.to_owned(),
+        }
     }
     /// The IMAP UID, if the item is one.
     pub fn uid(&self) -> Option<u32> {
@@ -302,7 +311,12 @@ impl<'t> Tx<'t> {
     }
 
     pub fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError> {
-        get_decoded(&self.accounts, id.0, "reading an account", codec::decode_account)
+        get_decoded(
+            &self.accounts,
+            id.0,
+            "reading an account",
+            codec::decode_account,
+        )
     }
 
     pub fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
@@ -333,14 +347,27 @@ impl<'t> Tx<'t> {
         Ok(())
     }
 
-    pub fn cursor(&self, account: AccountId, folder: &str) -> Result<Option<FolderCursor>, StoreError> {
-        match self.cursors.get((account.0, folder)).ctx("reading a cursor")? {
+    pub fn cursor(
+        &self,
+        account: AccountId,
+        folder: &str,
+    ) -> Result<Option<FolderCursor>, StoreError> {
+        match self
+            .cursors
+            .get((account.0, folder))
+            .ctx("reading a cursor")?
+        {
             Some(g) => Ok(Some(codec::decode_cursor(g.value())?)),
             None => Ok(None),
         }
     }
 
-    pub fn put_cursor(&mut self, account: AccountId, folder: &str, c: &FolderCursor) -> Result<(), StoreError> {
+    pub fn put_cursor(
+        &mut self,
+        account: AccountId,
+        folder: &str,
+        c: &FolderCursor,
+    ) -> Result<(), StoreError> {
         self.cursors
             .insert((account.0, folder), codec::encode_cursor(c).as_slice())
             .ctx("writing a cursor")?;
@@ -350,7 +377,12 @@ impl<'t> Tx<'t> {
     pub fn taken(&self, k: &ItemKey) -> Result<Option<TakenRecord>, StoreError> {
         match self
             .taken
-            .get((k.account.0, k.folder.as_str(), k.uidvalidity, k.item.as_str()))
+            .get((
+                k.account.0,
+                k.folder.as_str(),
+                k.uidvalidity,
+                k.item.as_str(),
+            ))
             .ctx("reading a taken message")?
         {
             Some(g) => Ok(Some(codec::decode_taken(g.value())?)),
@@ -360,47 +392,64 @@ impl<'t> Tx<'t> {
 
     pub fn put_taken(&mut self, k: &ItemKey, t: &TakenRecord) -> Result<(), StoreError> {
         self.taken
-            .insert((k.account.0, k.folder.as_str(), k.uidvalidity, k.item.as_str()), codec::encode_taken(t).as_slice())
+            .insert(
+                (
+                    k.account.0,
+                    k.folder.as_str(),
+                    k.uidvalidity,
+                    k.item.as_str(),
+                ),
+                codec::encode_taken(t).as_slice(),
+            )
             .ctx("recording a taken message")?;
         Ok(())
     }
 
     pub fn remove_taken(&mut self, k: &ItemKey) -> Result<(), StoreError> {
         self.taken
-            .remove((k.account.0, k.folder.as_str(), k.uidvalidity, k.item.as_str()))
+            .remove((
+                k.account.0,
+                k.folder.as_str(),
+                k.uidvalidity,
+                k.item.as_str(),
+            ))
             .ctx("forgetting a taken message")?;
         Ok(())
     }
 
     /// Everything taken from one folder of an account, in key order.
-    pub fn taken_in_folder(&self, account: AccountId, folder: &str) -> Result<Vec<(ItemKey, TakenRecord)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self
-            .taken
-            .range((account.0, folder, 0u32, "")..=(account.0, folder, u32::MAX, "\u{10FFFF}"))
-            .ctx("listing taken messages")?
-        {
-            let (k, v) = item.ctx("listing taken messages")?;
-            let (a, f, uv, it) = k.value();
-            out.push((
-                ItemKey { account: AccountId(a), folder: f.to_owned(), uidvalidity: uv, item: it.to_owned() },
-                codec::decode_taken(v.value())?,
-            ));
-        }
-        Ok(out)
+    pub fn taken_in_folder(
+        &self,
+        account: AccountId,
+        folder: &str,
+    ) -> Result<Vec<(ItemKey, TakenRecord)>, StoreError> {
+        taken_range(&self.taken, account, folder)
     }
 
     pub fn skipped(&self, k: &ItemKey) -> Result<Option<u64>, StoreError> {
         Ok(self
             .skipped
-            .get((k.account.0, k.folder.as_str(), k.uidvalidity, k.item.as_str()))
+            .get((
+                k.account.0,
+                k.folder.as_str(),
+                k.uidvalidity,
+                k.item.as_str(),
+            ))
             .ctx("reading a skipped message")?
             .map(|g| g.value()))
     }
 
     pub fn put_skipped(&mut self, k: &ItemKey, size: u64) -> Result<(), StoreError> {
         self.skipped
-            .insert((k.account.0, k.folder.as_str(), k.uidvalidity, k.item.as_str()), size)
+            .insert(
+                (
+                    k.account.0,
+                    k.folder.as_str(),
+                    k.uidvalidity,
+                    k.item.as_str(),
+                ),
+                size,
+            )
             .ctx("recording a skipped message")?;
         Ok(())
     }
@@ -672,6 +721,33 @@ fn all_decoded<T>(
     Ok(out)
 }
 
+type TakenKey = (u64, &'static str, u32, &'static str);
+
+fn taken_range(
+    table: &impl ReadableTable<TakenKey, &'static [u8]>,
+    account: AccountId,
+    folder: &str,
+) -> Result<Vec<(ItemKey, TakenRecord)>, StoreError> {
+    let mut out = Vec::new();
+    for item in table
+        .range((account.0, folder, 0u32, "")..=(account.0, folder, u32::MAX, "\u{10FFFF}"))
+        .ctx("listing taken messages")?
+    {
+        let (k, v) = item.ctx("listing taken messages")?;
+        let (a, f, uv, it) = k.value();
+        out.push((
+            ItemKey {
+                account: AccountId(a),
+                folder: f.to_owned(),
+                uidvalidity: uv,
+                item: it.to_owned(),
+            },
+            codec::decode_taken(v.value())?,
+        ));
+    }
+    Ok(out)
+}
+
 fn conv_message_ids(
     table: &impl ReadableTable<(u64, u64), ()>,
     conv: ConvId,
@@ -880,6 +956,50 @@ impl Reader {
         }
     }
 
+    pub fn taken(&self, k: &ItemKey) -> Result<Option<TakenRecord>, StoreError> {
+        let Some(t) = read_table!(self, TAKEN) else {
+            return Ok(None);
+        };
+        match t
+            .get((
+                k.account.0,
+                k.folder.as_str(),
+                k.uidvalidity,
+                k.item.as_str(),
+            ))
+            .ctx("reading a taken message")?
+        {
+            Some(g) => Ok(Some(codec::decode_taken(g.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn skipped(&self, k: &ItemKey) -> Result<Option<u64>, StoreError> {
+        let Some(t) = read_table!(self, SKIPPED) else {
+            return Ok(None);
+        };
+        Ok(t.get((
+            k.account.0,
+            k.folder.as_str(),
+            k.uidvalidity,
+            k.item.as_str(),
+        ))
+        .ctx("reading a skipped message")?
+        .map(|g| g.value()))
+    }
+
+    /// Everything taken from one folder of an account, in key order.
+    pub fn taken_in_folder(
+        &self,
+        account: AccountId,
+        folder: &str,
+    ) -> Result<Vec<(ItemKey, TakenRecord)>, StoreError> {
+        match read_table!(self, TAKEN) {
+            Some(t) => taken_range(&t, account, folder),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// How many messages are remembered as taken from each folder of an account.
     pub fn taken_count(&self, account: AccountId, folder: &str) -> Result<u64, StoreError> {
         let Some(t) = read_table!(self, TAKEN) else {
@@ -896,7 +1016,11 @@ impl Reader {
         Ok(n)
     }
 
-    pub fn cursor(&self, account: AccountId, folder: &str) -> Result<Option<FolderCursor>, StoreError> {
+    pub fn cursor(
+        &self,
+        account: AccountId,
+        folder: &str,
+    ) -> Result<Option<FolderCursor>, StoreError> {
         let Some(t) = read_table!(self, CURSORS) else {
             return Ok(None);
         };

@@ -1,18 +1,22 @@
 //! The one integration-test binary (`autotests = false`): every test that drives the
 //! library or the `postroom` binary lives in a module here.
+//!
+//! Test code may unwrap: a panic is the test failing with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "../support/genmail.rs"]
-#[allow(dead_code)]
-mod genmail;
 #[path = "../support/dovecot.rs"]
 #[allow(dead_code)]
 mod dovecot;
+#[path = "../support/genmail.rs"]
+#[allow(dead_code)]
+mod genmail;
 mod support;
 
 mod architecture;
 mod cli;
 mod corpus;
 mod crash;
+mod dovecot_selftest;
 mod import;
 mod store;
 mod threading;

@@ -9,7 +9,10 @@ pub use tempfile::TempDir;
 
 /// A fresh temporary directory, removed when dropped.
 pub fn tmp() -> TempDir {
-    tempfile::Builder::new().prefix("postroom-test-").tempdir().expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("postroom-test-")
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// The `postroom` binary built for this test run.
@@ -21,7 +24,9 @@ pub fn bin() -> PathBuf {
 pub fn cmd(data: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin());
     c.arg("--data").arg(data).args(args);
-    c.env_remove("POSTROOM_DATA").env_remove("POSTROOM_FAILPOINT").env("RUST_LOG", "warn");
+    c.env_remove("POSTROOM_DATA")
+        .env_remove("POSTROOM_FAILPOINT")
+        .env("RUST_LOG", "warn");
     c
 }
 

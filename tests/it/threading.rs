@@ -104,7 +104,7 @@ fn check_case(name: &str) -> Case {
     let settings = dir.settings().unwrap();
     let again = import::import(
         &dir.store,
-        &[case.clone()],
+        std::slice::from_ref(&case),
         MailboxId(1),
         &settings,
         &CLOCK,
@@ -329,7 +329,7 @@ fn the_tag_prefix_is_configurable() {
     dir.store
         .write(|tx| {
             config::set(tx, "subject_tag_prefix", "Ticket#")
-                .map_err(|e| postroom::app::AppError::Setting(e))
+                .map_err(postroom::app::AppError::Setting)
         })
         .unwrap();
     let conv = conv_of(&dir.store, ingest(&dir.store, ORIGINAL));

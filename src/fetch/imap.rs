@@ -1,0 +1,1079 @@
+//! IMAP intake (async-imap over our rustls connection).
+//!
+//! Per folder: a cursor `(UIDVALIDITY, last UID)`; new UIDs are fetched in batches with
+//! `BODY.PEEK[]` (never relying on or changing `\Seen`), committed durably with the cursor,
+//! and only then removed on the server (delete: `UID STORE \Deleted` + `UID EXPUNGE` of our
+//! own UIDs; move: `UID MOVE`), after checking that each UID still holds the message we
+//! stored (size and Message-ID). A plain `EXPUNGE` is only sent when the server lacks
+//! UIDPLUS *and* no other message is marked `\Deleted`. On a UIDVALIDITY change, known
+//! messages are re-mapped by Message-ID and size; only the rest is fetched (and identical
+//! bytes are stored once anyway). IDLE on the first folder when offered, polling otherwise.
+//!
+//! Owns: the IMAP conversation. Must not: parse MIME or touch conversations.
+
+use super::{
+    AccountState, BATCH_BYTES, BATCH_ITEMS, FetchCtx, FetchError, PassReport, Taken, comm_log,
+    commit_taken, endpoint, set_state, sleep_or_stop,
+};
+use crate::accounts;
+use crate::model::{AccountRecord, AfterFetch, FolderCursor, Level};
+use crate::net::{self, Conn, Endpoint, Security};
+use crate::store::{ItemKey, RawOutcome};
+use async_imap::error::Error as ImapError;
+use async_imap::extensions::idle::IdleResponse;
+use async_imap::types::Fetch;
+use async_imap::{Client, Session};
+use smol::stream::StreamExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const PROTO: &str = "IMAP";
+/// UIDs per FETCH/STORE command, so command lines stay short.
+const UIDS_PER_COMMAND: usize = 500;
+
+/// A logged-in IMAP connection and what the server can do.
+pub struct Imap<'a> {
+    ctx: &'a FetchCtx,
+    acct: &'a AccountRecord,
+    ep: Endpoint,
+    session: Session<Conn>,
+    uidplus: bool,
+    move_cmd: bool,
+    pub idle: bool,
+    server: String,
+    created_target: bool,
+}
+
+fn imap_err(
+    acct: &AccountRecord,
+    server: &str,
+    step: &str,
+    e: ImapError,
+    hint: &'static str,
+) -> FetchError {
+    let account = acct.name.clone();
+    let (server, step) = (server.to_owned(), step.to_owned());
+    match e {
+        ImapError::No(s) => FetchError::Server {
+            account,
+            proto: PROTO,
+            step,
+            server,
+            reply: format!("NO {}", s.trim()),
+            hint,
+        },
+        ImapError::Bad(s) => FetchError::Server {
+            account,
+            proto: PROTO,
+            step,
+            server,
+            reply: format!("BAD {}", s.trim()),
+            hint,
+        },
+        ImapError::ConnectionLost => FetchError::Lost {
+            account,
+            proto: PROTO,
+            step,
+            server,
+            detail: "the server closed the connection".into(),
+        },
+        ImapError::Io(e) => FetchError::Lost {
+            account,
+            proto: PROTO,
+            step,
+            server,
+            detail: e.to_string(),
+        },
+        other => FetchError::Server {
+            account,
+            proto: PROTO,
+            step,
+            server,
+            reply: other.to_string(),
+            hint: "The server's answer does not follow IMAP; if it persists, report it with the communication log",
+        },
+    }
+}
+
+/// Compact UID set: `1:5,7,9:12`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&start) = uids.get(i) {
+        let mut end = start;
+        while uids.get(i + 1) == Some(&end.saturating_add(1)) {
+            end += 1;
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The Message-ID in a `BODY[HEADER.FIELDS (MESSAGE-ID)]` answer.
+pub fn header_message_id(header: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(header);
+    let unfolded = text
+        .replace("\r\n ", " ")
+        .replace("\r\n\t", " ")
+        .replace("\n ", " ");
+    for line in unfolded.lines() {
+        if let Some((name, value)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("message-id")
+        {
+            return crate::pipeline::parse::clean_msgid(value);
+        }
+    }
+    None
+}
+
+impl<'a> Imap<'a> {
+    /// Connects, upgrades with STARTTLS if asked (refusing to go on in clear), logs in.
+    pub async fn connect(
+        ctx: &'a FetchCtx,
+        acct: &'a AccountRecord,
+    ) -> Result<Imap<'a>, FetchError> {
+        let ep = endpoint(acct);
+        let server = format!("{}:{}", ep.host, ep.port);
+        let neterr = |error| FetchError::Net {
+            account: acct.name.clone(),
+            error,
+        };
+        let conn = net::connect(&ep).await.map_err(neterr)?;
+        let mut client = Client::new(conn);
+        let greeting = net::with_timeout(&ep, "waiting for the greeting", client.read_response())
+            .await
+            .map_err(neterr)?;
+        match greeting {
+            Ok(Some(r)) => {
+                if let imap_proto::Response::Data {
+                    status: imap_proto::Status::Bye,
+                    ..
+                } = r.parsed()
+                {
+                    return Err(FetchError::Server {
+                        account: acct.name.clone(),
+                        proto: PROTO,
+                        step: "greeting".into(),
+                        server,
+                        reply: format!("{:?}", r.parsed()),
+                        hint: "The server refuses connections right now; it will be retried",
+                    });
+                }
+            }
+            Ok(None) => {
+                return Err(FetchError::Lost {
+                    account: acct.name.clone(),
+                    proto: PROTO,
+                    step: "greeting".into(),
+                    server,
+                    detail: "closed before greeting".into(),
+                });
+            }
+            Err(e) => {
+                return Err(FetchError::Lost {
+                    account: acct.name.clone(),
+                    proto: PROTO,
+                    step: "greeting".into(),
+                    server,
+                    detail: format!("{e}; if this port speaks TLS, set security to tls"),
+                });
+            }
+        }
+        if ep.security == Security::StartTls {
+            net::with_timeout(&ep, "asking for STARTTLS", client.run_command_and_check_ok("STARTTLS", None))
+                .await
+                .map_err(neterr)?
+                .map_err(|e| {
+                    imap_err(acct, &server, "STARTTLS", e, "The server does not offer STARTTLS, so Postroom will not send the password in clear. Use security tls (port 993), or none on a trusted network only")
+                })?;
+            let tcp = match client.into_inner() {
+                Conn::Plain(tcp) => tcp,
+                Conn::Tls(_) => {
+                    return Err(FetchError::Lost {
+                        account: acct.name.clone(),
+                        proto: PROTO,
+                        step: "STARTTLS".into(),
+                        server,
+                        detail: "already encrypted".into(),
+                    });
+                }
+            };
+            client = Client::new(net::tls_handshake(&ep, tcp).await.map_err(neterr)?);
+        }
+        let password = accounts::password(&ctx.keys, acct).map_err(|error| FetchError::Secret {
+            account: acct.name.clone(),
+            error,
+        })?;
+        let mut session = match net::with_timeout(
+            &ep,
+            "logging in",
+            client.login(&acct.username, password.expose()),
+        )
+        .await
+        .map_err(neterr)?
+        {
+            Ok(s) => s,
+            Err((e, _)) => {
+                return Err(imap_err(
+                    acct,
+                    &server,
+                    "login",
+                    e,
+                    "Check the user name and password in the account settings (postroom account edit NAME --password-file FILE)",
+                ));
+            }
+        };
+        let caps = net::with_timeout(&ep, "reading capabilities", session.capabilities())
+            .await
+            .map_err(neterr)?
+            .map_err(|e| {
+                imap_err(
+                    acct,
+                    &server,
+                    "CAPABILITY",
+                    e,
+                    "The server did not list its capabilities",
+                )
+            })?;
+        let imap = Imap {
+            ctx,
+            acct,
+            uidplus: caps.has_str("UIDPLUS"),
+            move_cmd: caps.has_str("MOVE"),
+            idle: caps.has_str("IDLE"),
+            ep,
+            session,
+            server,
+            created_target: false,
+        };
+        Ok(imap)
+    }
+
+    fn err(&self, step: &str, e: ImapError, hint: &'static str) -> FetchError {
+        imap_err(self.acct, &self.server, step, e, hint)
+    }
+
+    fn neterr(&self, error: net::NetError) -> FetchError {
+        FetchError::Net {
+            account: self.acct.name.clone(),
+            error,
+        }
+    }
+
+    /// Runs a command that answers with FETCH responses and collects them.
+    async fn fetch(
+        &mut self,
+        step: &str,
+        set: &str,
+        query: &str,
+    ) -> Result<Vec<Fetch>, FetchError> {
+        let ep = self.ep.clone();
+        let stream =
+            net::with_timeout(&ep, "sending FETCH", self.session.uid_fetch(set, query)).await;
+        let mut stream = match stream {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(imap_err(self.acct, &self.server, step, e, "")),
+            Err(e) => {
+                return Err(FetchError::Net {
+                    account: self.acct.name.clone(),
+                    error: e,
+                });
+            }
+        };
+        let mut out = Vec::new();
+        loop {
+            match net::with_timeout(&ep, "receiving messages", stream.next()).await {
+                Ok(Some(Ok(f))) => out.push(f),
+                Ok(Some(Err(e))) => return Err(imap_err(self.acct, &self.server, step, e, "")),
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(FetchError::Net {
+                        account: self.acct.name.clone(),
+                        error: e,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `UID STORE` / `UID EXPUNGE` and friends: run and drain the responses.
+    async fn store_flags(&mut self, set: &str, flags: &str) -> Result<(), FetchError> {
+        let ep = self.ep.clone();
+        let step = format!("UID STORE {flags}");
+        let mut stream =
+            match net::with_timeout(&ep, "storing flags", self.session.uid_store(set, flags)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(imap_err(self.acct, &self.server, &step, e, "")),
+                Err(e) => {
+                    return Err(FetchError::Net {
+                        account: self.acct.name.clone(),
+                        error: e,
+                    });
+                }
+            };
+        while let Some(r) = net::with_timeout(&ep, "storing flags", stream.next())
+            .await
+            .map_err(|error| FetchError::Net {
+                account: self.acct.name.clone(),
+                error,
+            })?
+        {
+            r.map_err(|e| imap_err(self.acct, &self.server, &step, e, ""))?;
+        }
+        Ok(())
+    }
+
+    async fn uid_expunge(&mut self, set: &str) -> Result<(), FetchError> {
+        let ep = self.ep.clone();
+        let stream = match net::with_timeout(&ep, "expunging", self.session.uid_expunge(set)).await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(imap_err(self.acct, &self.server, "UID EXPUNGE", e, "")),
+            Err(e) => {
+                return Err(FetchError::Net {
+                    account: self.acct.name.clone(),
+                    error: e,
+                });
+            }
+        };
+        let mut stream = std::pin::pin!(stream);
+        while let Some(r) = net::with_timeout(&ep, "expunging", stream.next())
+            .await
+            .map_err(|error| FetchError::Net {
+                account: self.acct.name.clone(),
+                error,
+            })?
+        {
+            r.map_err(|e| imap_err(self.acct, &self.server, "UID EXPUNGE", e, ""))?;
+        }
+        Ok(())
+    }
+
+    /// Expunges without UIDPLUS, but only when every `\Deleted` message is one of ours.
+    async fn careful_expunge(&mut self, ours: &[u32]) -> Result<bool, FetchError> {
+        let ep = self.ep.clone();
+        let deleted = net::with_timeout(&ep, "searching", self.session.uid_search("DELETED"))
+            .await
+            .map_err(|e| self.neterr(e))?
+            .map_err(|e| self.err("UID SEARCH DELETED", e, ""))?;
+        let ours: BTreeSet<u32> = ours.iter().copied().collect();
+        if deleted.iter().all(|u| ours.contains(u)) {
+            let stream = match net::with_timeout(&ep, "expunging", self.session.expunge()).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(imap_err(self.acct, &self.server, "EXPUNGE", e, "")),
+                Err(e) => {
+                    return Err(FetchError::Net {
+                        account: self.acct.name.clone(),
+                        error: e,
+                    });
+                }
+            };
+            let mut stream = std::pin::pin!(stream);
+            while let Some(r) = net::with_timeout(&ep, "expunging", stream.next())
+                .await
+                .map_err(|error| FetchError::Net {
+                    account: self.acct.name.clone(),
+                    error,
+                })?
+            {
+                r.map_err(|e| imap_err(self.acct, &self.server, "EXPUNGE", e, ""))?;
+            }
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// One pass over every folder of the account.
+    pub async fn sync_all(&mut self, report: &mut PassReport) -> Result<(), FetchError> {
+        for folder in self.acct.folders.clone() {
+            self.sync_folder(&folder, report).await?;
+        }
+        Ok(())
+    }
+
+    async fn store_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, FetchError> {
+        let store = self.ctx.store.clone();
+        Ok(smol::unblock(move || f(&store)).await?)
+    }
+
+    async fn sync_folder(
+        &mut self,
+        folder: &str,
+        report: &mut PassReport,
+    ) -> Result<(), FetchError> {
+        let ep = self.ep.clone();
+        let mb = net::with_timeout(&ep, "selecting the folder", self.session.select(folder))
+            .await
+            .map_err(|e| self.neterr(e))?
+            .map_err(|e| self.err(&format!("SELECT {folder:?}"), e, "Check the folder name in the account settings (postroom account check NAME lists the folders)"))?;
+        let uidvalidity = mb.uid_validity.unwrap_or(0);
+        let (id, f) = (self.acct.id, folder.to_owned());
+        let stored = self.store_read(move |s| s.read()?.cursor(id, &f)).await?;
+        let mut cursor = match stored {
+            None => {
+                let last = if self.acct.only_new {
+                    mb.uid_next.unwrap_or(1).saturating_sub(1)
+                } else {
+                    0
+                };
+                let c = FolderCursor {
+                    uidvalidity,
+                    last_uid: last,
+                };
+                let (ctx, acct, f) = (self.ctx.clone(), self.acct.clone(), folder.to_owned());
+                smol::unblock(move || commit_taken(&ctx, &acct, &[], Some((&f, c)))).await?;
+                comm_log(
+                    self.ctx,
+                    self.acct,
+                    Level::Info,
+                    format!(
+                        "first pass over {folder:?}: {} messages there, {}",
+                        mb.exists,
+                        if self.acct.only_new {
+                            "left alone (only new mail is imported)"
+                        } else {
+                            "all imported"
+                        }
+                    ),
+                );
+                c
+            }
+            Some(c) if c.uidvalidity != uidvalidity => {
+                self.resync(folder, c, uidvalidity, mb.exists, report)
+                    .await?
+            }
+            Some(c) => c,
+        };
+        if !matches!(self.acct.after, AfterFetch::Keep) {
+            let (id, f) = (self.acct.id, folder.to_owned());
+            let pending: Vec<u32> = self
+                .store_read(move |s| s.read()?.taken_in_folder(id, &f))
+                .await?
+                .into_iter()
+                .filter(|(k, t)| t.pending_removal && k.uidvalidity == uidvalidity)
+                .filter_map(|(k, _)| k.uid())
+                .collect();
+            if !pending.is_empty() {
+                self.remove(folder, uidvalidity, &pending, report).await?;
+            }
+        }
+        if mb.exists == 0 {
+            return Ok(());
+        }
+        let found = net::with_timeout(
+            &ep,
+            "searching",
+            self.session
+                .uid_search(format!("UID {}:*", cursor.last_uid.saturating_add(1))),
+        )
+        .await
+        .map_err(|e| self.neterr(e))?
+        .map_err(|e| self.err("UID SEARCH", e, ""))?;
+        let mut uids: Vec<u32> = found.into_iter().filter(|u| *u > cursor.last_uid).collect();
+        uids.sort_unstable();
+        if uids.is_empty() {
+            return Ok(());
+        }
+        // Skip what is already taken or skipped (after a UIDVALIDITY re-map).
+        let (id, f, check) = (self.acct.id, folder.to_owned(), uids.clone());
+        let known: BTreeSet<u32> = self
+            .store_read(move |s| {
+                let r = s.read()?;
+                let mut known = BTreeSet::new();
+                for u in check {
+                    let k = ItemKey::imap(id, &f, uidvalidity, u);
+                    if r.taken(&k)?.is_some() || r.skipped(&k)?.is_some() {
+                        known.insert(u);
+                    }
+                }
+                Ok(known)
+            })
+            .await?;
+        // Sizes first: oversize mail stays on the server, and batches stay small.
+        let mut sizes = BTreeMap::new();
+        for chunk in uids.chunks(UIDS_PER_COMMAND) {
+            for f in self
+                .fetch(
+                    "UID FETCH RFC822.SIZE",
+                    &uid_set(chunk),
+                    "(UID RFC822.SIZE)",
+                )
+                .await?
+            {
+                if let (Some(u), Some(s)) = (f.uid, f.size) {
+                    sizes.insert(u, u64::from(s));
+                }
+            }
+        }
+        let mut batch: Vec<(u32, u64)> = Vec::new();
+        let mut batch_bytes = 0u64;
+        for &uid in &uids {
+            if known.contains(&uid) {
+                cursor.last_uid = uid;
+                continue;
+            }
+            let Some(&size) = sizes.get(&uid) else {
+                continue; // expunged by another client in the meantime
+            };
+            if size > self.acct.max_message_bytes {
+                self.skip_oversize(folder, uidvalidity, uid, size, report)
+                    .await?;
+                continue;
+            }
+            if !batch.is_empty() && (batch_bytes + size > BATCH_BYTES || batch.len() >= BATCH_ITEMS)
+            {
+                self.fetch_batch(folder, uidvalidity, &mut cursor, &batch, report)
+                    .await?;
+                batch.clear();
+                batch_bytes = 0;
+            }
+            batch.push((uid, size));
+            batch_bytes += size;
+        }
+        if !batch.is_empty() {
+            self.fetch_batch(folder, uidvalidity, &mut cursor, &batch, report)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn skip_oversize(
+        &mut self,
+        folder: &str,
+        uidvalidity: u32,
+        uid: u32,
+        size: u64,
+        report: &mut PassReport,
+    ) -> Result<(), FetchError> {
+        let key = ItemKey::imap(self.acct.id, folder, uidvalidity, uid);
+        let store = self.ctx.store.clone();
+        smol::unblock(move || store.write(|tx| tx.put_skipped(&key, size))).await?;
+        report.oversize += 1;
+        comm_log(
+            self.ctx,
+            self.acct,
+            Level::Warn,
+            format!(
+                "{folder:?} UID {uid}: {size} bytes is over the limit of {} bytes; left on the server. Raise the limit (postroom account edit {} --max-message-bytes N) to fetch it",
+                self.acct.max_message_bytes, self.acct.name
+            ),
+        );
+        Ok(())
+    }
+
+    async fn fetch_batch(
+        &mut self,
+        folder: &str,
+        uidvalidity: u32,
+        cursor: &mut FolderCursor,
+        batch: &[(u32, u64)],
+        report: &mut PassReport,
+    ) -> Result<(), FetchError> {
+        let uids: Vec<u32> = batch.iter().map(|(u, _)| *u).collect();
+        let fetched = self
+            .fetch(
+                "UID FETCH BODY.PEEK[]",
+                &uid_set(&uids),
+                "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] BODY.PEEK[])",
+            )
+            .await?;
+        let mut items = Vec::with_capacity(fetched.len());
+        for f in &fetched {
+            let (Some(uid), Some(body)) = (f.uid, f.body()) else {
+                continue;
+            };
+            if !uids.contains(&uid) {
+                continue; // an unsolicited FETCH (flag change by another client)
+            }
+            if let Some(size) = f.size
+                && body.len() as u64 != u64::from(size)
+            {
+                comm_log(
+                    self.ctx,
+                    self.acct,
+                    Level::Warn,
+                    format!(
+                        "{folder:?} UID {uid}: the server announced {size} bytes but sent {}; stored as sent",
+                        body.len()
+                    ),
+                );
+            }
+            items.push(Taken {
+                key: ItemKey::imap(self.acct.id, folder, uidvalidity, uid),
+                bytes: body.to_vec(),
+                message_id: f.header().and_then(header_message_id),
+                source: format!("imap:{}/{folder}/{uidvalidity}/{uid}", self.acct.name),
+            });
+        }
+        drop(fetched);
+        if let Some(max) = uids.iter().max() {
+            cursor.last_uid = cursor.last_uid.max(*max);
+        }
+        let got: Vec<u32> = items.iter().filter_map(|t| t.key.uid()).collect();
+        report.bytes += items.iter().map(|t| t.bytes.len() as u64).sum::<u64>();
+        let (ctx, acct, f, c) = (
+            self.ctx.clone(),
+            self.acct.clone(),
+            folder.to_owned(),
+            *cursor,
+        );
+        let outcomes =
+            smol::unblock(move || commit_taken(&ctx, &acct, &items, Some((&f, c)))).await?;
+        for o in outcomes {
+            match o {
+                RawOutcome::New(_) => report.stored += 1,
+                RawOutcome::SameBytes(_) => report.same_bytes += 1,
+            }
+        }
+        if !matches!(self.acct.after, AfterFetch::Keep) && !got.is_empty() {
+            self.remove(folder, uidvalidity, &got, report).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes or moves stored messages on the server, after checking each UID still
+    /// holds what we stored.
+    async fn remove(
+        &mut self,
+        folder: &str,
+        uidvalidity: u32,
+        uids: &[u32],
+        report: &mut PassReport,
+    ) -> Result<(), FetchError> {
+        let (id, f, want) = (self.acct.id, folder.to_owned(), uids.to_vec());
+        let records = self
+            .store_read(move |s| {
+                let r = s.read()?;
+                let mut out = BTreeMap::new();
+                for u in want {
+                    if let Some(t) = r.taken(&ItemKey::imap(id, &f, uidvalidity, u))? {
+                        out.insert(u, t);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut ok = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut mismatched = Vec::new();
+        for chunk in uids.chunks(UIDS_PER_COMMAND) {
+            for f in self
+                .fetch(
+                    "UID FETCH (check before removal)",
+                    &uid_set(chunk),
+                    "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+                )
+                .await?
+            {
+                let Some(uid) = f.uid else { continue };
+                let Some(rec) = records.get(&uid) else {
+                    continue;
+                };
+                seen.insert(uid);
+                let same_size = f.size.map(u64::from) == Some(rec.size);
+                let same_id = f.header().and_then(header_message_id) == rec.message_id;
+                if same_size && same_id {
+                    ok.push(uid);
+                } else {
+                    mismatched.push(uid);
+                }
+            }
+        }
+        ok.sort_unstable();
+        ok.dedup();
+        if !ok.is_empty() {
+            for chunk in ok.chunks(UIDS_PER_COMMAND) {
+                let set = uid_set(chunk);
+                match self.acct.after.clone() {
+                    AfterFetch::Keep => {}
+                    AfterFetch::Delete => {
+                        self.store_flags(&set, "+FLAGS.SILENT (\\Deleted)").await?;
+                        if self.uidplus {
+                            self.uid_expunge(&set).await?;
+                        } else if !self.careful_expunge(chunk).await? {
+                            comm_log(
+                                self.ctx,
+                                self.acct,
+                                Level::Warn,
+                                format!(
+                                    "{folder:?}: the server has no UIDPLUS and another client left messages marked deleted; ours are marked \\Deleted and will be expunged when that clears"
+                                ),
+                            );
+                        }
+                    }
+                    AfterFetch::Move(target) => {
+                        if !self.created_target {
+                            let ep = self.ep.clone();
+                            // Ignore "already exists"; a real problem shows at MOVE.
+                            let _ = net::with_timeout(
+                                &ep,
+                                "creating the folder",
+                                self.session.create(&target),
+                            )
+                            .await;
+                            self.created_target = true;
+                        }
+                        if self.move_cmd {
+                            let ep = self.ep.clone();
+                            net::with_timeout(&ep, "moving", self.session.uid_mv(&set, &target))
+                                .await
+                                .map_err(|e| self.neterr(e))?
+                                .map_err(|e| {
+                                    self.err(
+                                        &format!("UID MOVE to {target:?}"),
+                                        e,
+                                        "Check that the target folder can be created on the server",
+                                    )
+                                })?;
+                        } else {
+                            let ep = self.ep.clone();
+                            net::with_timeout(&ep, "copying", self.session.uid_copy(&set, &target))
+                                .await
+                                .map_err(|e| self.neterr(e))?
+                                .map_err(|e| {
+                                    self.err(
+                                        &format!("UID COPY to {target:?}"),
+                                        e,
+                                        "Check that the target folder can be created on the server",
+                                    )
+                                })?;
+                            self.store_flags(&set, "+FLAGS.SILENT (\\Deleted)").await?;
+                            if self.uidplus {
+                                self.uid_expunge(&set).await?;
+                            } else {
+                                self.careful_expunge(chunk).await?;
+                            }
+                        }
+                    }
+                }
+            }
+            report.removed += ok.len() as u64;
+        }
+        for &u in &mismatched {
+            comm_log(
+                self.ctx,
+                self.acct,
+                Level::Error,
+                format!(
+                    "{folder:?} UID {u} no longer holds the message we stored (size or Message-ID differ); not removed. Check the server"
+                ),
+            );
+        }
+        // Forget what is done: removed, gone already, or not ours any more.
+        let (id, f) = (self.acct.id, folder.to_owned());
+        let forget: Vec<u32> = ok
+            .iter()
+            .copied()
+            .chain(uids.iter().copied().filter(|u| !seen.contains(u)))
+            .collect();
+        let keep_but_stop: Vec<u32> = mismatched.clone();
+        self.store_read(move |s| {
+            s.write(|tx| {
+                for u in forget {
+                    tx.remove_taken(&ItemKey::imap(id, &f, uidvalidity, u))?;
+                }
+                for u in keep_but_stop {
+                    let k = ItemKey::imap(id, &f, uidvalidity, u);
+                    if let Some(mut t) = tx.taken(&k)? {
+                        t.pending_removal = false;
+                        tx.put_taken(&k, &t)?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// UIDVALIDITY changed: re-map what we took by Message-ID and size, start the
+    /// cursor over; the rest is fetched (identical bytes are stored once anyway).
+    async fn resync(
+        &mut self,
+        folder: &str,
+        old: FolderCursor,
+        uidvalidity: u32,
+        exists: u32,
+        report: &mut PassReport,
+    ) -> Result<FolderCursor, FetchError> {
+        comm_log(
+            self.ctx,
+            self.acct,
+            Level::Warn,
+            format!(
+                "{folder:?}: UIDVALIDITY changed from {} to {uidvalidity}; re-mapping known messages by Message-ID and size",
+                old.uidvalidity
+            ),
+        );
+        let (id, f) = (self.acct.id, folder.to_owned());
+        let known = self
+            .store_read(move |s| s.read()?.taken_in_folder(id, &f))
+            .await?;
+        let mut by_id: BTreeMap<(String, u64), Vec<crate::model::TakenRecord>> = BTreeMap::new();
+        for (k, t) in &known {
+            if k.uidvalidity != uidvalidity
+                && let Some(mid) = &t.message_id
+            {
+                by_id
+                    .entry((mid.clone(), t.size))
+                    .or_default()
+                    .push(t.clone());
+            }
+        }
+        let mut remapped = Vec::new();
+        if exists > 0 {
+            for f in self
+                .fetch(
+                    "UID FETCH (re-map)",
+                    "1:*",
+                    "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+                )
+                .await?
+            {
+                let (Some(uid), Some(size)) = (f.uid, f.size) else {
+                    continue;
+                };
+                let Some(mid) = f.header().and_then(header_message_id) else {
+                    continue;
+                };
+                if let Some(list) = by_id.get_mut(&(mid, u64::from(size)))
+                    && let Some(t) = list.pop()
+                {
+                    remapped.push((uid, t));
+                }
+            }
+        }
+        let n = remapped.len();
+        let cursor = FolderCursor {
+            uidvalidity,
+            last_uid: 0,
+        };
+        let (id, f) = (self.acct.id, folder.to_owned());
+        let old_keys: Vec<ItemKey> = known
+            .into_iter()
+            .filter(|(k, _)| k.uidvalidity != uidvalidity)
+            .map(|(k, _)| k)
+            .collect();
+        self.store_read(move |s| {
+            s.write(|tx| {
+                for k in &old_keys {
+                    tx.remove_taken(k)?;
+                }
+                for (uid, t) in &remapped {
+                    tx.put_taken(&ItemKey::imap(id, &f, uidvalidity, *uid), t)?;
+                }
+                tx.put_cursor(id, &f, &cursor)
+            })
+        })
+        .await?;
+        report.notes.push(format!(
+            "{folder}: UIDVALIDITY changed; {n} known messages re-mapped"
+        ));
+        Ok(cursor)
+    }
+
+    pub async fn logout(mut self) {
+        let ep = self.ep.clone();
+        let _ = net::with_timeout(&ep, "logging out", self.session.logout()).await;
+    }
+
+    /// Waits in IDLE on the first folder until the server reports a change, the poll
+    /// interval passes, or `stop` fires (returns true then).
+    async fn idle(
+        self,
+        stop: &smol::channel::Receiver<()>,
+    ) -> Result<(Imap<'a>, bool), FetchError> {
+        use smol::future::FutureExt;
+        let Imap {
+            ctx,
+            acct,
+            ep,
+            mut session,
+            uidplus,
+            move_cmd,
+            idle,
+            server,
+            created_target,
+        } = self;
+        let folder = acct
+            .folders
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "INBOX".into());
+        net::with_timeout(&ep, "selecting the folder", session.select(&folder))
+            .await
+            .map_err(|error| FetchError::Net {
+                account: acct.name.clone(),
+                error,
+            })?
+            .map_err(|e| imap_err(acct, &server, "SELECT", e, ""))?;
+        let mut handle = session.idle();
+        net::with_timeout(&ep, "starting IDLE", handle.init())
+            .await
+            .map_err(|error| FetchError::Net {
+                account: acct.name.clone(),
+                error,
+            })?
+            .map_err(|e| imap_err(acct, &server, "IDLE", e, ""))?;
+        let wait = Duration::from_secs(u64::from(acct.poll_secs).clamp(10, 29 * 60));
+        let (fut, interrupt) = handle.wait_with_timeout(wait);
+        let outcome = async { Some(fut.await) }
+            .or(async {
+                let _ = stop.recv().await;
+                None
+            })
+            .await;
+        drop(interrupt);
+        let stopped = outcome.is_none();
+        if let Some(Err(e)) = outcome {
+            return Err(imap_err(acct, &server, "IDLE", e, ""));
+        }
+        if let Some(Ok(IdleResponse::NewData(_))) = &outcome {
+            log::debug!("account {:?}: the server reported a change", acct.name);
+        }
+        let session = net::with_timeout(&ep, "ending IDLE", handle.done())
+            .await
+            .map_err(|error| FetchError::Net {
+                account: acct.name.clone(),
+                error,
+            })?
+            .map_err(|e| imap_err(acct, &server, "DONE", e, ""))?;
+        Ok((
+            Imap {
+                ctx,
+                acct,
+                ep,
+                session,
+                uidplus,
+                move_cmd,
+                idle,
+                server,
+                created_target,
+            },
+            stopped,
+        ))
+    }
+}
+
+fn log_pass(ctx: &FetchCtx, acct: &AccountRecord, r: &PassReport, started: Instant) {
+    if r.stored + r.same_bytes + r.removed + r.oversize > 0 || !r.notes.is_empty() {
+        let mut text = format!(
+            "{} new messages stored ({} KB), {} already stored, {} removed on the server, {} left there (too large), in {:.1} s",
+            r.stored,
+            r.bytes / 1024,
+            r.same_bytes,
+            r.removed,
+            r.oversize,
+            started.elapsed().as_secs_f64()
+        );
+        for n in &r.notes {
+            text.push_str("; ");
+            text.push_str(n);
+        }
+        comm_log(ctx, acct, Level::Info, text);
+    }
+}
+
+/// One pass now: connect, take every new message of every folder, log out.
+pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, FetchError> {
+    let started = Instant::now();
+    let mut imap = Imap::connect(ctx, acct).await?;
+    let mut report = PassReport::default();
+    imap.sync_all(&mut report).await?;
+    imap.logout().await;
+    log_pass(ctx, acct, &report, started);
+    Ok(report)
+}
+
+/// Keeps an account in sync until `stop` fires: pass, then IDLE (or sleep), again.
+pub async fn run(
+    ctx: &FetchCtx,
+    acct: &AccountRecord,
+    stop: &smol::channel::Receiver<()>,
+) -> Result<(), FetchError> {
+    let mut imap = Imap::connect(ctx, acct).await?;
+    comm_log(
+        ctx,
+        acct,
+        Level::Info,
+        format!(
+            "connected to {}:{} ({}){}",
+            acct.host,
+            acct.port,
+            acct.security,
+            if imap.idle {
+                ", IDLE available"
+            } else {
+                ", polling"
+            }
+        ),
+    );
+    loop {
+        let started = Instant::now();
+        set_state(ctx, acct, AccountState::Fetching);
+        let mut report = PassReport::default();
+        imap.sync_all(&mut report).await?;
+        log_pass(ctx, acct, &report, started);
+        if imap.idle {
+            set_state(ctx, acct, AccountState::Idle);
+            let (back, stopped) = imap.idle(stop).await?;
+            imap = back;
+            if stopped {
+                imap.logout().await;
+                return Ok(());
+            }
+        } else {
+            set_state(
+                ctx,
+                acct,
+                AccountState::Polling {
+                    next_in_secs: u64::from(acct.poll_secs),
+                },
+            );
+            if sleep_or_stop(u64::from(acct.poll_secs), stop).await {
+                imap.logout().await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compact() {
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set(&[4]), "4");
+        assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn message_id_from_header_fields() {
+        assert_eq!(
+            header_message_id(b"Message-ID: <a@b>\r\n\r\n").as_deref(),
+            Some("a@b")
+        );
+        assert_eq!(
+            header_message_id(b"message-id:\r\n <x@y>\r\n\r\n").as_deref(),
+            Some("x@y")
+        );
+        assert_eq!(header_message_id(b"\r\n"), None);
+    }
+}

@@ -1,0 +1,342 @@
+//! Mail intake from IMAP and POP3 accounts.
+//!
+//! Owns: the only code that speaks IMAP or POP3; one supervised task per account
+//! (connect, pass, IDLE or poll, back off on failure), the per-folder cursors, commit 1
+//! for fetched mail (raw bytes + taken record + cursor in one durable transaction), and
+//! removing messages on the server only after that commit.
+//! Must not: parse MIME or create conversations (it wakes the pipeline), or delete
+//! anything on a server that it has not durably stored and checked first.
+
+pub mod imap;
+pub mod pop3;
+
+use crate::model::{AccountRecord, Clock, FolderCursor, Level, LogEntry, Protocol, TakenRecord};
+use crate::net::{Endpoint, Fingerprint, NetError};
+use crate::pipeline::Waker;
+use crate::secret::{Keyring, SecretError};
+use crate::store::{ItemKey, NewRaw, RawOutcome, Store, StoreError, content_hash};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Bytes fetched per commit: one fsync per batch, memory stays flat.
+pub const BATCH_BYTES: u64 = 8 << 20;
+/// Messages fetched per commit.
+pub const BATCH_ITEMS: usize = 200;
+/// Network timeout for one step.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the intake tasks share.
+#[derive(Clone)]
+pub struct FetchCtx {
+    pub store: Arc<Store>,
+    pub keys: Arc<Keyring>,
+    pub clock: Arc<dyn Clock>,
+    pub waker: Waker,
+    /// Live state per account, for the UI and `account list`.
+    pub states: Arc<Mutex<std::collections::BTreeMap<String, AccountState>>>,
+}
+
+/// What an account's task is doing, for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountState {
+    Connecting,
+    Fetching,
+    Idle,
+    Polling { next_in_secs: u64 },
+    Error { message: String, retry_in_secs: u64 },
+    Disabled,
+}
+
+/// Why fetching from an account failed; rendered with the account and server named.
+#[derive(Debug)]
+pub enum FetchError {
+    Net {
+        account: String,
+        error: NetError,
+    },
+    /// The server answered NO/BAD or something we cannot use.
+    Server {
+        account: String,
+        proto: &'static str,
+        step: String,
+        server: String,
+        reply: String,
+        hint: &'static str,
+    },
+    /// The connection broke mid-way.
+    Lost {
+        account: String,
+        proto: &'static str,
+        step: String,
+        server: String,
+        detail: String,
+    },
+    Secret {
+        account: String,
+        error: SecretError,
+    },
+    Store(StoreError),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Net { account, error } => write!(f, "account {account:?}: {error}"),
+            FetchError::Server {
+                account,
+                proto,
+                step,
+                server,
+                reply,
+                hint,
+            } => write!(
+                f,
+                "account {account:?}: {proto} {step} on {server} failed: server said {reply:?}. {hint}"
+            ),
+            FetchError::Lost {
+                account,
+                proto,
+                step,
+                server,
+                detail,
+            } => write!(
+                f,
+                "account {account:?}: {proto} connection to {server} broke during {step}: {detail}. Nothing was lost; it will be retried"
+            ),
+            FetchError::Secret { account, error } => write!(f, "account {account:?}: {error}"),
+            FetchError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+impl From<StoreError> for FetchError {
+    fn from(e: StoreError) -> Self {
+        FetchError::Store(e)
+    }
+}
+
+/// Figures of one pass over an account.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// New raw messages stored.
+    pub stored: u64,
+    /// Taken again but the exact bytes were already stored.
+    pub same_bytes: u64,
+    /// Removed (deleted or moved) on the server.
+    pub removed: u64,
+    /// Left on the server because they are over the size limit.
+    pub oversize: u64,
+    /// Bytes downloaded.
+    pub bytes: u64,
+    /// Things the admin should know (kept short).
+    pub notes: Vec<String>,
+}
+
+/// Where to connect for an account.
+pub fn endpoint(a: &AccountRecord) -> Endpoint {
+    Endpoint {
+        host: a.host.clone(),
+        port: a.port,
+        security: a.security,
+        pinned: a.pinned_cert.map(Fingerprint),
+        timeout: STEP_TIMEOUT,
+    }
+}
+
+/// One message taken from a server, ready for commit 1.
+pub struct Taken {
+    pub key: ItemKey,
+    pub bytes: Vec<u8>,
+    pub message_id: Option<String>,
+    pub source: String,
+}
+
+/// Commit 1 for fetched mail: the raw bytes, what was taken (so it is never taken twice
+/// and can be removed later), and the folder cursor, in one durable transaction.
+pub fn commit_taken(
+    ctx: &FetchCtx,
+    acct: &AccountRecord,
+    items: &[Taken],
+    cursor: Option<(&str, FolderCursor)>,
+) -> Result<Vec<RawOutcome>, FetchError> {
+    let now = ctx.clock.now_ms();
+    let removal = !matches!(acct.after, crate::model::AfterFetch::Keep);
+    let out = ctx.store.write(|tx| {
+        let mut out = Vec::with_capacity(items.len());
+        for t in items {
+            let hash = content_hash(&t.bytes);
+            out.push(tx.add_raw(
+                &NewRaw {
+                    bytes: &t.bytes,
+                    hash,
+                    source: t.source.clone(),
+                    mailbox: acct.mailbox,
+                },
+                now,
+            )?);
+            tx.put_taken(
+                &t.key,
+                &TakenRecord {
+                    hash,
+                    size: t.bytes.len() as u64,
+                    message_id: t.message_id.clone(),
+                    pending_removal: removal,
+                },
+            )?;
+        }
+        if let Some((folder, c)) = cursor {
+            tx.put_cursor(acct.id, folder, &c)?;
+        }
+        Ok::<_, StoreError>(out)
+    })?;
+    crate::failpoint::hit("after-fetch-commit");
+    ctx.waker.wake();
+    Ok(out)
+}
+
+/// Adds a line to the communication log (errors there are only logged: the log must
+/// never stop intake).
+pub fn comm_log(ctx: &FetchCtx, acct: &AccountRecord, level: Level, text: String) {
+    let entry = LogEntry {
+        at: ctx.clock.now_ms(),
+        level,
+        component: format!("{}:{}", acct.protocol.as_str(), acct.name),
+        raw: None,
+        conv: None,
+        text,
+    };
+    match level {
+        Level::Error => log::error!("{}: {}", entry.component, entry.text),
+        Level::Warn => log::warn!("{}: {}", entry.component, entry.text),
+        Level::Info => log::info!("{}: {}", entry.component, entry.text),
+    }
+    if let Err(e) = ctx.store.write(|tx| tx.log(&entry)) {
+        log::error!("cannot write the communication log: {e}");
+    }
+}
+
+fn set_state(ctx: &FetchCtx, acct: &AccountRecord, s: AccountState) {
+    if let Ok(mut m) = ctx.states.lock() {
+        m.insert(acct.name.clone(), s);
+    }
+}
+
+/// One pass over an account now (the `postroom fetch` command, and every poll).
+pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, FetchError> {
+    match acct.protocol {
+        Protocol::Imap => imap::pass(ctx, acct).await,
+        Protocol::Pop3 => pop3::pass(ctx, acct).await,
+    }
+}
+
+/// Exponential backoff with jitter: 5 s, 10 s, 20 s ... up to 15 minutes.
+pub fn backoff(failures: u32, jitter_seed: u64) -> Duration {
+    let base = 5u64.saturating_mul(1u64 << failures.min(8)).min(900);
+    let jitter = jitter_seed % (base / 4 + 1);
+    Duration::from_secs(base - base / 8 + jitter)
+}
+
+/// Runs one account until `stop` fires: IDLE where the server offers it, polling
+/// otherwise, backing off on failure. Never returns an error: failures are logged, shown
+/// in the account state, and retried.
+pub async fn run_account(ctx: FetchCtx, acct: AccountRecord, stop: smol::channel::Receiver<()>) {
+    use smol::future::FutureExt;
+    let mut failures = 0u32;
+    loop {
+        set_state(&ctx, &acct, AccountState::Connecting);
+        let result = match acct.protocol {
+            Protocol::Imap => imap::run(&ctx, &acct, &stop).await,
+            Protocol::Pop3 => pop3::run(&ctx, &acct, &stop).await,
+        };
+        let wait = match result {
+            Ok(()) => return, // stopped
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let wait = backoff(failures, ctx.clock.now_ms().unsigned_abs());
+                comm_log(
+                    &ctx,
+                    &acct,
+                    Level::Error,
+                    format!("{e} (retrying in {} s)", wait.as_secs()),
+                );
+                set_state(
+                    &ctx,
+                    &acct,
+                    AccountState::Error {
+                        message: e.to_string(),
+                        retry_in_secs: wait.as_secs(),
+                    },
+                );
+                wait
+            }
+        };
+        let stopped = async {
+            let _ = stop.recv().await;
+            true
+        }
+        .or(async {
+            smol::Timer::after(wait).await;
+            false
+        })
+        .await;
+        if stopped {
+            return;
+        }
+    }
+}
+
+/// Starts a task per enabled account; dropping/closing the returned sender stops them.
+pub fn spawn_all(
+    ctx: &FetchCtx,
+    ex: &smol::Executor<'static>,
+) -> Result<(smol::channel::Sender<()>, Vec<smol::Task<()>>), StoreError> {
+    let (tx, rx) = smol::channel::bounded::<()>(1);
+    let mut tasks = Vec::new();
+    for acct in ctx.store.read()?.accounts()? {
+        if !acct.enabled {
+            set_state(ctx, &acct, AccountState::Disabled);
+            continue;
+        }
+        log::info!(
+            "account {:?}: starting ({} {}:{}, {})",
+            acct.name,
+            acct.protocol.as_str(),
+            acct.host,
+            acct.port,
+            acct.security
+        );
+        tasks.push(ex.spawn(run_account(ctx.clone(), acct, rx.clone())));
+    }
+    Ok((tx, tasks))
+}
+
+/// Waits `secs` or until stopped; returns true when stopped.
+pub async fn sleep_or_stop(secs: u64, stop: &smol::channel::Receiver<()>) -> bool {
+    use smol::future::FutureExt;
+    async {
+        let _ = stop.recv().await;
+        true
+    }
+    .or(async {
+        smol::Timer::after(Duration::from_secs(secs)).await;
+        false
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let a = backoff(1, 0).as_secs();
+        let b = backoff(3, 0).as_secs();
+        let c = backoff(30, 12345).as_secs();
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert!(c <= 900 + 225);
+    }
+}
