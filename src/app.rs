@@ -198,14 +198,15 @@ pub fn serve(data: &Path) -> Result<(), AppError> {
     let ex = smol::Executor::new();
     let (stop, tasks) = crate::fetch::spawn_all(&ctx, &ex)?;
     let n = tasks.len();
+    // Handlers first, then "ready": a signal right after "ready" must stop us cleanly.
+    use async_signal::{Signal, Signals};
+    let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(AppError::Signals)?;
     eprintln!(
         "postroom: ready (data dir {}, {n} accounts); stop with Ctrl-C or SIGTERM",
         dir.path.display()
     );
     smol::block_on(ex.run(async {
-        use async_signal::{Signal, Signals};
         use smol::stream::StreamExt;
-        let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(AppError::Signals)?;
         if let Some(sig) = signals.next().await {
             let name = match sig {
                 Ok(Signal::Int) => "SIGINT",
@@ -218,8 +219,7 @@ pub fn serve(data: &Path) -> Result<(), AppError> {
         for t in tasks {
             t.await;
         }
-        Ok::<(), AppError>(())
-    }))?;
+    }));
     drop(ctx);
     drop(waker);
     let _ = pipeline.join();

@@ -7,18 +7,21 @@
 //! version N-1 into N, keep the fixture `tests/fixtures/store-v1.redb` (and add one for the
 //! new version), and make `tests/it/store.rs` check that old fixtures still open.
 
-use super::schema::SCHEMA_VERSION;
-use super::{Store, StoreError, Tx};
+use super::schema::{BLOB_CHUNK, BLOB_CHUNKS, BLOBS_V1, SCHEMA_VERSION};
+use super::{Ctx, Store, StoreError, Tx};
 use crate::model::{MailboxId, MailboxRecord};
+use redb::{ReadableTable, WriteTransaction};
 
-/// One migration step: the version it produces and what it does.
-type Step = (u32, fn(&mut Tx<'_>) -> Result<(), StoreError>);
+/// One migration step: the version it produces and what it does (steps that only add
+/// tables or rows use `Tx`; those that drop tables get the bare transaction).
+type Step = (u32, fn(&WriteTransaction) -> Result<(), StoreError>);
 
 /// Steps from an empty file upwards. Version 1 is the first layout: creating the tables
 /// happens when `Tx` opens them; the step adds the default mailbox.
-const STEPS: &[Step] = &[(1, init_v1), (2, accounts_v2)];
+const STEPS: &[Step] = &[(1, init_v1), (2, to_v2)];
 
-fn init_v1(tx: &mut Tx<'_>) -> Result<(), StoreError> {
+fn init_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut tx = Tx::open(txn)?;
     let id = MailboxId(tx.next_id("mailbox")?);
     tx.put_mailbox(&MailboxRecord {
         id,
@@ -27,13 +30,35 @@ fn init_v1(tx: &mut Tx<'_>) -> Result<(), StoreError> {
     })
 }
 
-/// Version 2 adds the account tables; `Tx` creates them, no data changes.
-fn accounts_v2(_tx: &mut Tx<'_>) -> Result<(), StoreError> {
+/// Version 2 adds the account tables (created when `Tx` opens them) and cuts the raw
+/// bytes of version 1 (`blobs`, one value per message) into chunks.
+fn to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
+    const OP: &str = "migrating raw bytes to chunks";
+    let old = txn.open_table(BLOBS_V1).ctx(OP)?;
+    let mut chunks = txn.open_table(BLOB_CHUNKS).ctx(OP)?;
+    let mut moved = 0u64;
+    for item in old.iter().ctx(OP)? {
+        let (k, v) = item.ctx(OP)?;
+        let (hash, bytes) = (k.value(), v.value());
+        for (n, chunk) in (0u32..).zip(bytes.chunks(BLOB_CHUNK)) {
+            chunks.insert((hash, n), chunk).ctx(OP)?;
+        }
+        if bytes.is_empty() {
+            chunks.insert((hash, 0), &[][..]).ctx(OP)?;
+        }
+        moved += 1;
+    }
+    drop((old, chunks));
+    txn.delete_table(BLOBS_V1).ctx(OP)?;
+    if moved > 0 {
+        log::info!("store: {moved} raw messages cut into chunks");
+    }
     Ok(())
 }
 
 pub(super) fn run(store: &Store) -> Result<(), StoreError> {
-    store.write(|tx| {
+    store.write_raw(|txn| {
+        let mut tx = Tx::open(txn)?;
         let found = match tx.meta("schema_version")? {
             Some(v) => match <[u8; 4]>::try_from(v.as_slice()) {
                 Ok(b) => u32::from_le_bytes(b),
@@ -56,11 +81,12 @@ pub(super) fn run(store: &Store) -> Result<(), StoreError> {
         if found == 0 {
             tx.set_meta("created_by", env!("CARGO_PKG_VERSION").as_bytes())?;
         }
+        drop(tx);
         for (version, step) in STEPS {
             if *version > found {
                 log::info!("store: migrating schema to version {version}");
-                step(tx)?;
-                tx.set_meta("schema_version", &version.to_le_bytes())?;
+                step(txn)?;
+                Tx::open(txn)?.set_meta("schema_version", &version.to_le_bytes())?;
             }
         }
         Ok(())

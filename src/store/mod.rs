@@ -99,7 +99,7 @@ impl From<DecodeError> for StoreError {
 }
 
 /// Adds the operation's name to a redb error.
-trait Ctx<T> {
+pub(crate) trait Ctx<T> {
     fn ctx(self, op: &'static str) -> Result<T, StoreError>;
 }
 
@@ -193,6 +193,17 @@ impl Store {
         Ok(txn)
     }
 
+    /// Runs `f` on the bare redb transaction (migrations that rename or drop tables).
+    pub(crate) fn write_raw<R>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let txn = self.begin_write()?;
+        let out = f(&txn)?;
+        txn.commit().ctx("committing a write transaction")?;
+        Ok(out)
+    }
+
     /// Runs `f` in one durable write transaction; commits if it returns `Ok`, rolls back
     /// otherwise.
     pub fn write<R, E: From<StoreError>>(
@@ -231,7 +242,7 @@ pub struct Tx<'t> {
     meta: Table<'t, &'static str, &'static [u8]>,
     counters: Table<'t, &'static str, u64>,
     settings: Table<'t, &'static str, &'static str>,
-    blobs: Table<'t, [u8; 32], &'static [u8]>,
+    blobs: Table<'t, ([u8; 32], u32), &'static [u8]>,
     blob_owner: Table<'t, [u8; 32], u64>,
     raws: Table<'t, u64, &'static [u8]>,
     pending: Table<'t, u64, ()>,
@@ -285,13 +296,13 @@ impl ItemKey {
 }
 
 impl<'t> Tx<'t> {
-    fn open(txn: &'t WriteTransaction) -> Result<Tx<'t>, StoreError> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Tx<'t>, StoreError> {
         const OP: &str = "opening a table";
         Ok(Tx {
             meta: txn.open_table(META).ctx(OP)?,
             counters: txn.open_table(COUNTERS).ctx(OP)?,
             settings: txn.open_table(SETTINGS).ctx(OP)?,
-            blobs: txn.open_table(BLOBS).ctx(OP)?,
+            blobs: txn.open_table(BLOB_CHUNKS).ctx(OP)?,
             blob_owner: txn.open_table(BLOB_OWNER).ctx(OP)?,
             raws: txn.open_table(RAWS).ctx(OP)?,
             pending: txn.open_table(PENDING).ctx(OP)?,
@@ -507,9 +518,16 @@ impl<'t> Tx<'t> {
             return Ok(RawOutcome::SameBytes(RawId(id)));
         }
         let id = RawId(self.next_id("raw")?);
-        self.blobs
-            .insert(raw.hash.0, raw.bytes)
-            .ctx("storing raw bytes")?;
+        for (n, chunk) in (0u32..).zip(raw.bytes.chunks(BLOB_CHUNK)) {
+            self.blobs
+                .insert((raw.hash.0, n), chunk)
+                .ctx("storing raw bytes")?;
+        }
+        if raw.bytes.is_empty() {
+            self.blobs
+                .insert((raw.hash.0, 0), &[][..])
+                .ctx("storing raw bytes")?;
+        }
         self.blob_owner
             .insert(raw.hash.0, id.0)
             .ctx("indexing raw bytes")?;
@@ -721,6 +739,29 @@ fn all_decoded<T>(
     Ok(out)
 }
 
+/// Reassembles a chunked blob and checks it is whole.
+fn read_blob(
+    table: &impl ReadableTable<([u8; 32], u32), &'static [u8]>,
+    hash: &[u8; 32],
+    size: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    for item in table
+        .range((*hash, 0u32)..=(*hash, u32::MAX))
+        .ctx("reading raw bytes")?
+    {
+        let (_, v) = item.ctx("reading raw bytes")?;
+        out.extend_from_slice(v.value());
+    }
+    if out.len() as u64 != size {
+        return Err(StoreError::Decode(DecodeError {
+            record: "raw message",
+            what: format!("{} bytes stored, {size} expected", out.len()),
+        }));
+    }
+    Ok(out)
+}
+
 type TakenKey = (u64, &'static str, u32, &'static str);
 
 fn taken_range(
@@ -860,13 +901,10 @@ impl Reader {
         let Some(rec) = self.raw(id)? else {
             return Ok(None);
         };
-        let Some(blobs) = read_table!(self, BLOBS) else {
+        let Some(blobs) = read_table!(self, BLOB_CHUNKS) else {
             return Ok(None);
         };
-        Ok(blobs
-            .get(rec.hash.0)
-            .ctx("reading raw bytes")?
-            .map(|g| g.value().to_vec()))
+        read_blob(&blobs, &rec.hash.0, rec.size).map(Some)
     }
 
     /// Raw messages waiting for the pipeline, oldest first: up to `max_items`, and no

@@ -9,7 +9,7 @@ use redb::{MultimapTableDefinition, TableDefinition};
 
 /// Version of the layout below. Stored in `META["schema_version"]` as `u32` LE.
 /// History: 1 = raw store, messages, conversations, mailboxes, log, settings;
-/// 2 = mail accounts, folder cursors, taken and skipped messages.
+/// 2 = mail accounts, folder cursors, taken and skipped messages; raw bytes in chunks.
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// `name -> value`. Keys: `schema_version` (u32 LE), `created_by` (utf-8 program version).
@@ -22,9 +22,20 @@ pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters"
 /// Admin settings that live with the data: `name -> value` (utf-8). See `crate::config`.
 pub const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
-/// Content-addressed raw bytes: `SHA-256 of the bytes -> the exact bytes received`.
-/// Never rewritten; only ever inserted.
-pub const BLOBS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blobs");
+/// Content-addressed raw bytes: `(SHA-256 of the bytes, chunk number) -> chunk`, the exact
+/// bytes received cut into `BLOB_CHUNK`-byte chunks (the last one shorter). Never
+/// rewritten; only ever inserted. Chunks keep redb's allocations tight: whole multi-MB
+/// values are rounded up to a power of two (measured: 1.47x the data, chunks 1.02x).
+/// Since version 2.
+pub const BLOB_CHUNKS: TableDefinition<([u8; 32], u32), &[u8]> =
+    TableDefinition::new("blob_chunks");
+
+/// Bytes per blob chunk.
+pub const BLOB_CHUNK: usize = 64_000;
+
+/// Version 1 stored each blob whole: `SHA-256 -> bytes`. Migrated into `BLOB_CHUNKS` and
+/// deleted by the step to version 2.
+pub const BLOBS_V1: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blobs");
 
 /// `SHA-256 -> RawId` of the raw record that owns the blob (dedup of identical bytes).
 pub const BLOB_OWNER: TableDefinition<[u8; 32], u64> = TableDefinition::new("blob_owner");
