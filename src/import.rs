@@ -387,16 +387,21 @@ fn flush(
         .collect();
     let outcomes = store.commit_raws(&raws, clock.now_ms())?;
     drop(raws);
-    for o in outcomes {
+    let mut in_memory = std::collections::BTreeMap::new();
+    for (o, (_, bytes)) in outcomes.iter().zip(&batch.items) {
         match o {
-            RawOutcome::New(_) => report.stored += 1,
+            RawOutcome::New(id) => {
+                report.stored += 1;
+                in_memory.insert(*id, bytes.as_slice());
+            }
             RawOutcome::SameBytes(_) => report.same_bytes += 1,
         }
     }
+    crate::failpoint::hit("after-raw-commit");
+    let s = pipeline::process_pending_with(store, settings, clock, &in_memory)?;
+    drop(in_memory);
     batch.items.clear();
     batch.bytes = 0;
-    crate::failpoint::hit("after-raw-commit");
-    let s = pipeline::process_pending(store, settings, clock)?;
     report.pipeline.add(&s);
     Ok(())
 }

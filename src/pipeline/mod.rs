@@ -58,6 +58,17 @@ pub fn process_pending(
     settings: &Settings,
     clock: &dyn Clock,
 ) -> Result<Summary, StoreError> {
+    process_pending_with(store, settings, clock, &std::collections::BTreeMap::new())
+}
+
+/// Like `process_pending`, with the bytes of some raw messages already in memory (intake
+/// just committed them), so they are not read back from the store.
+pub fn process_pending_with(
+    store: &Store,
+    settings: &Settings,
+    clock: &dyn Clock,
+    in_memory: &std::collections::BTreeMap<RawId, &[u8]>,
+) -> Result<Summary, StoreError> {
     let mut total = Summary::default();
     loop {
         let reader = store.read()?;
@@ -68,7 +79,10 @@ pub fn process_pending(
         let mut batch = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(rec) = reader.raw(id)? else { continue };
-            let bytes = reader.raw_bytes(id)?.unwrap_or_default();
+            let bytes = match in_memory.get(&id) {
+                Some(b) => std::borrow::Cow::Borrowed(*b),
+                None => std::borrow::Cow::Owned(reader.raw_bytes(id)?.unwrap_or_default()),
+            };
             batch.push((id, rec, bytes));
         }
         drop(reader);
@@ -85,7 +99,7 @@ pub fn process_pending(
 }
 
 /// Parses a batch, on two threads when it is worth it (the Pi has four cores).
-fn parse_all(batch: &[(RawId, RawRecord, Vec<u8>)]) -> Vec<Parsed> {
+fn parse_all(batch: &[(RawId, RawRecord, std::borrow::Cow<'_, [u8]>)]) -> Vec<Parsed> {
     if batch.len() < 8 {
         return batch.iter().map(|(_, _, b)| parse::parse(b)).collect();
     }

@@ -300,23 +300,24 @@ struct Shape {
     encodes: bool,
 }
 
-/// One pass over `bytes` (up to the marker past `max_markers`). Each byte is looked at
-/// about twice: `Content-Type` values once more, and nested ones not again.
+/// One pass over `bytes` (up to the marker past `max_markers`). Only `-` and line feeds
+/// stop the scan (base64 has neither `-` nor long lines, so encoded attachments fly by);
+/// `Content-Type` counts where a header name can stand: at the start of a line.
 fn shape(bytes: &[u8], max_markers: usize) -> Shape {
     let mut sh = Shape::default();
     let mut values_seen_to = 0usize;
     let mut i = 0usize;
-    while let Some(at) = bytes
-        .get(i..)
-        .and_then(|r| r.iter().position(|b| *b == b'-' || *b | 0x20 == b'c'))
-    {
-        i += at;
+    let mut at_line_start = true;
+    loop {
         let rest = bytes.get(i..).unwrap_or_default();
+        if rest.first() == Some(&b'\n') {
+            i += 1;
+            at_line_start = true;
+            continue;
+        }
         let marker = if rest.starts_with(b"--") {
             2
-        } else if rest.get(1).is_some_and(|b| *b | 0x20 == b'o')
-            && starts_with_ci(rest, b"content-type")
-        {
+        } else if at_line_start && starts_with_ci(rest, b"content-type") {
             let start = i + b"content-type".len();
             if !sh.nests && start >= values_seen_to {
                 let end = header_value_end(bytes, start);
@@ -326,8 +327,18 @@ fn shape(bytes: &[u8], max_markers: usize) -> Shape {
             }
             b"content-type".len()
         } else {
-            i += 1;
-            continue;
+            match rest.iter().skip(1).position(|b| *b == b'-' || *b == b'\n') {
+                Some(at) => {
+                    i += at + 1;
+                    at_line_start = false;
+                    if bytes.get(i) == Some(&b'\n') {
+                        i += 1;
+                        at_line_start = true;
+                    }
+                    continue;
+                }
+                None => break,
+            }
         };
         if sh.markers == max_markers {
             sh.cut = Some(i);
@@ -335,6 +346,7 @@ fn shape(bytes: &[u8], max_markers: usize) -> Shape {
         }
         sh.markers += 1;
         i += marker;
+        at_line_start = false;
     }
     if sh.nests {
         let read = bytes.get(..sh.cut.unwrap_or(bytes.len())).unwrap_or(bytes);
