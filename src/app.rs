@@ -179,6 +179,17 @@ impl DataDir {
     }
 }
 
+/// Drops communication-log entries older than the retention setting.
+pub fn prune_log(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError> {
+    let days = Settings::load(&store.read()?)?.comm_log_retention_days;
+    let cutoff = clock.now_ms() - i64::from(days) * 86_400_000;
+    let n = store.write(|tx| tx.prune_log(cutoff))?;
+    if n > 0 {
+        log::info!("communication log: removed {n} entries older than {days} days");
+    }
+    Ok(n)
+}
+
 /// Runs the service until SIGINT or SIGTERM: the pipeline worker and one fetch task per
 /// enabled account.
 pub fn serve(data: &Path) -> Result<(), AppError> {
@@ -194,6 +205,7 @@ pub fn serve(data: &Path) -> Result<(), AppError> {
     );
     drop(r);
     let (waker, pipeline) = crate::pipeline::spawn_worker(dir.store.clone(), Arc::new(SystemClock));
+    prune_log(&dir.store, &clock)?;
     let ctx = dir.fetch_ctx(waker.clone())?;
     let ex = smol::Executor::new();
     let (stop, tasks) = crate::fetch::spawn_all(&ctx, &ex)?;
@@ -205,6 +217,18 @@ pub fn serve(data: &Path) -> Result<(), AppError> {
         "postroom: ready (data dir {}, {n} accounts); stop with Ctrl-C or SIGTERM",
         dir.path.display()
     );
+    let housekeeping = ex.spawn({
+        let store = dir.store.clone();
+        async move {
+            loop {
+                smol::Timer::after(std::time::Duration::from_secs(86_400)).await;
+                let s = store.clone();
+                if let Err(e) = smol::unblock(move || prune_log(&s, &SystemClock)).await {
+                    log::error!("{e}");
+                }
+            }
+        }
+    });
     smol::block_on(ex.run(async {
         use smol::stream::StreamExt;
         if let Some(sig) = signals.next().await {
@@ -219,6 +243,7 @@ pub fn serve(data: &Path) -> Result<(), AppError> {
         for t in tasks {
             t.await;
         }
+        housekeeping.cancel().await;
     }));
     drop(ctx);
     drop(waker);

@@ -29,13 +29,28 @@ fn validate_tag_prefix(v: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn validate_retention(v: &str) -> Result<(), String> {
+    match v.parse::<u32>() {
+        Ok(n) if (1..=3650).contains(&n) => Ok(()),
+        _ => Err("must be a number of days from 1 to 3650".into()),
+    }
+}
+
 /// Every setting there is.
-pub const SETTINGS: &[SettingDef] = &[SettingDef {
-    key: "subject_tag_prefix",
-    default: "#",
-    help: "what stands before the conversation number in subject tags: \"#\" gives [#1234], \"Ticket#\" gives [Ticket#1234]",
-    validate: validate_tag_prefix,
-}];
+pub const SETTINGS: &[SettingDef] = &[
+    SettingDef {
+        key: "subject_tag_prefix",
+        default: "#",
+        help: "what stands before the conversation number in subject tags: \"#\" gives [#1234], \"Ticket#\" gives [Ticket#1234]",
+        validate: validate_tag_prefix,
+    },
+    SettingDef {
+        key: "comm_log_retention_days",
+        default: "30",
+        help: "how many days the communication log keeps its entries (mail itself is never removed by this)",
+        validate: validate_retention,
+    },
+];
 
 /// A setting could not be changed.
 #[derive(Debug)]
@@ -103,12 +118,14 @@ pub fn set(tx: &mut Tx<'_>, key: &str, value: &str) -> Result<(), SettingError> 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub subject_tag_prefix: String,
+    pub comm_log_retention_days: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             subject_tag_prefix: "#".into(),
+            comm_log_retention_days: 30,
         }
     }
 }
@@ -136,6 +153,7 @@ impl Settings {
         };
         Ok(Settings {
             subject_tag_prefix: get("subject_tag_prefix")?,
+            comm_log_retention_days: get("comm_log_retention_days")?.parse().unwrap_or(30),
         })
     }
 }
@@ -155,6 +173,13 @@ pub fn default_data_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_is_validated() {
+        assert!(validate_retention("30").is_ok());
+        assert!(validate_retention("0").is_err());
+        assert!(validate_retention("ten").is_err());
+    }
 
     #[test]
     fn tag_prefix_is_validated() {

@@ -17,8 +17,9 @@
 //! CLI / web UI --reads/writes--> store (the only path to data)
 //! ```
 //!
-//! Sources today: `postroom import` (files, mbox, Maildir). IMAP/POP3 fetchers, the SMTP
-//! outbox and the web UI plug into the same two commits.
+//! Sources: `postroom import` (files, mbox, Maildir) and the IMAP/POP3 fetchers (commit 1
+//! also records what was taken and advances the folder cursor; only then is mail removed on
+//! the server). The SMTP outbox and the web UI plug into the same two commits.
 //!
 //! ## Codemap
 //!
@@ -28,6 +29,10 @@
 //! | [`store`] | the only code that names redb: schema, migrations, encodings, commit 1 | hold business rules |
 //! | [`pipeline`] | parse -> thread -> conversation as pure stages + the orchestrator of commit 2 | touch the network |
 //! | [`import`] | reading .eml/mbox/Maildir into commit 1 | parse MIME or thread |
+//! | [`fetch`] | the only code that speaks IMAP or POP3: cursors, IDLE, removal after commit | parse MIME, create conversations |
+//! | [`net`] | TCP + rustls (ring) connect, STARTTLS upgrade, certificate policy and pinning | speak a mail protocol |
+//! | [`accounts`] | validation of mail-account settings, sealing passwords | connect anywhere |
+//! | [`secret`] | `Secret` (prints `***`), the key file, sealed passwords | log or store a key in clear |
 //! | [`config`] | data-dir resolution, the settings table with validation | hold globals |
 //! | [`app`] | data dir, lock, replay at startup, `serve` and its shutdown | hold business rules |
 //! | [`cli`] | subcommands, printing, progress bar | hold business rules |
@@ -40,7 +45,12 @@
 //!   rewritten. Replaying the pending queue after a crash converges to the same state as
 //!   an uninterrupted run (`tests/it/crash.rs`).
 //! - **Parsing never fails**: any byte string becomes a message plus warnings; the
-//!   malformed-mail corpus replays without a panic (`tests/it/corpus.rs`).
+//!   malformed-mail corpus and generated bombs (deep nesting, part-count and encoded
+//!   forward bombs that once overflowed the stack) replay without a panic and within
+//!   bounded memory (`tests/it/corpus.rs`, `fuzz/`).
+//! - **Removed on the server only after durable storage**: intake commits bytes, what was
+//!   taken and the cursor in one transaction before any DELE/EXPUNGE/MOVE
+//!   (`tests/it/intake.rs`).
 //! - **Threading is exact**: Message-ID chains and the subject tag, never the subject
 //!   alone (`tests/it/threading.rs`).
 //! - **Only `store` names redb**, and no `usize` is encoded (`tests/it/architecture.rs`).

@@ -695,6 +695,23 @@ impl<'t> Tx<'t> {
         Ok(())
     }
 
+    /// Removes communication-log entries older than `before_ms`; returns how many.
+    pub fn prune_log(&mut self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut old = Vec::new();
+        for item in self.log.iter().ctx("reading the log")? {
+            let (k, v) = item.ctx("reading the log")?;
+            // Entries are appended in time order; stop at the first one to keep.
+            match codec::decode_log(v.value()) {
+                Ok(e) if e.at >= before_ms => break,
+                _ => old.push(k.value()),
+            }
+        }
+        for k in &old {
+            self.log.remove(*k).ctx("pruning the log")?;
+        }
+        Ok(old.len() as u64)
+    }
+
     pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .settings

@@ -125,3 +125,42 @@ fn write_store_fixture() {
     fill_fixture(t.path());
     std::fs::copy(t.path().join(postroom::app::STORE_FILE), &target).unwrap();
 }
+
+#[test]
+fn the_communication_log_keeps_only_the_configured_days() {
+    let t = tmp();
+    let store = Store::open(&t.path().join("s.redb"), &StoreOptions::default()).unwrap();
+    let day = 86_400_000i64;
+    let entry = |at: i64, text: &str| postroom::model::LogEntry {
+        at,
+        level: postroom::model::Level::Info,
+        component: "test".into(),
+        raw: None,
+        conv: None,
+        text: text.into(),
+    };
+    store
+        .write(|tx| {
+            tx.log(&entry(day, "old"))?;
+            tx.log(&entry(5 * day, "older than a week"))?;
+            tx.log(&entry(20 * day, "recent"))?;
+            postroom::config::set(tx, "comm_log_retention_days", "7").map_err(|_| {
+                postroom::store::StoreError::NotFound {
+                    what: "setting",
+                    id: 0,
+                }
+            })
+        })
+        .unwrap();
+    let removed = postroom::app::prune_log(&store, &FixedClock(25 * day)).unwrap();
+    assert_eq!(removed, 2);
+    let left: Vec<String> = store
+        .read()
+        .unwrap()
+        .log(10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.text)
+        .collect();
+    assert_eq!(left, vec!["recent".to_string()]);
+}
