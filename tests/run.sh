@@ -6,18 +6,25 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 
-# Debian packages the tests talk to or use (real servers on 127.0.0.1 come with the
-# intake, outbox and web issues). Installed only when missing.
+# Debian packages the tests talk to or use: a real Dovecot (IMAP + POP3, each test starts
+# its own instance on 127.0.0.1 with random ports), openssl for its certificate, procps.
+# Installed only when missing.
 need_pkgs=()
-for pair in "kill:procps" "time:time"; do
+for pair in "kill:procps" "time:time" "openssl:openssl" "dovecot:dovecot-core" \
+            "/usr/lib/dovecot/imap:dovecot-imapd" "/usr/lib/dovecot/pop3:dovecot-pop3d"; do
   bin=${pair%%:*} pkg=${pair#*:}
-  command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/bin/$bin" ] || need_pkgs+=("$pkg")
+  case "$bin" in
+    /*) [ -x "$bin" ] || need_pkgs+=("$pkg") ;;
+    *) command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/bin/$bin" ] || [ -x "/usr/sbin/$bin" ] || need_pkgs+=("$pkg") ;;
+  esac
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}"
+  # The package's own system service is not needed (tests run private instances).
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now dovecot >/dev/null 2>&1 || true; fi
 fi
 
 for comp in rustfmt clippy; do
