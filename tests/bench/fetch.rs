@@ -1,0 +1,2 @@
+//! Fetch benchmark: being written.
+fn main() {}
