@@ -249,12 +249,20 @@ pub async fn with_timeout<T>(
         .await
 }
 
+/// The host without the brackets of an IPv6 literal (`[::1]` -> `::1`), as DNS
+/// resolution and TLS server names want it.
+pub fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
 /// DNS and TCP, with the endpoint's timeout; tries every address the name has.
 pub async fn connect_tcp(ep: &Endpoint) -> Result<TcpStream, NetError> {
     let addrs = with_timeout(
         ep,
         "looking up the host name",
-        smol::net::resolve((ep.host.as_str(), ep.port)),
+        smol::net::resolve((bare_host(&ep.host), ep.port)),
     )
     .await?
     .map_err(|e| NetError::Dns {
@@ -430,7 +438,7 @@ pub async fn tls_handshake(ep: &Endpoint, tcp: TcpStream) -> Result<Conn, NetErr
         .dangerous() // our own verifier: webpki, or exactly one pinned certificate
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    let name = ServerName::try_from(ep.host.clone()).map_err(|_| NetError::Tls {
+    let name = ServerName::try_from(bare_host(&ep.host).to_owned()).map_err(|_| NetError::Tls {
         host: ep.host.clone(),
         port: ep.port,
         detail: format!("{:?} is not a valid host name for TLS", ep.host),
@@ -460,6 +468,14 @@ pub async fn connect(ep: &Endpoint) -> Result<Conn, NetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_literals_lose_their_brackets() {
+        assert_eq!(bare_host("[::1]"), "::1");
+        assert_eq!(bare_host("::1"), "::1");
+        assert_eq!(bare_host("imap.example.com"), "imap.example.com");
+        assert!(ServerName::try_from(bare_host("[::1]").to_owned()).is_ok());
+    }
 
     #[test]
     fn fingerprints_parse_in_common_spellings() {

@@ -42,6 +42,8 @@ pub struct Imap<'a> {
     pub idle: bool,
     server: String,
     created_target: bool,
+    /// UIDNEXT of the IDLE folder when the last pass selected it.
+    idle_uidnext: Option<u32>,
 }
 
 fn imap_err(
@@ -59,7 +61,7 @@ fn imap_err(
             proto: PROTO,
             step,
             server,
-            reply: format!("NO {}", s.trim()),
+            reply: server_reply("NO", &s),
             hint,
         },
         ImapError::Bad(s) => FetchError::Server {
@@ -67,7 +69,7 @@ fn imap_err(
             proto: PROTO,
             step,
             server,
-            reply: format!("BAD {}", s.trim()),
+            reply: server_reply("BAD", &s),
             hint,
         },
         ImapError::ConnectionLost => FetchError::Lost {
@@ -93,6 +95,67 @@ fn imap_err(
             hint: "The server's answer does not follow IMAP; if it persists, report it with the communication log",
         },
     }
+}
+
+/// The server's reply as it was on the wire (`NO [CODE] text`), rebuilt from what
+/// async-imap gives for a NO/BAD: the `Debug` form of the parsed outcome, such as
+/// `code: Some(TryCreate), info: Some("Mailbox doesn't exist: X")` or
+/// `outcome: Outcome { code: None, information: Some("[AUTHENTICATIONFAILED] ...") }`.
+/// Falls back to that text when it has another shape.
+pub fn server_reply(status: &str, debug: &str) -> String {
+    let text = ["info: Some(\"", "information: Some(\""]
+        .iter()
+        .find_map(|key| debug.find(key).map(|at| at + key.len()))
+        .and_then(|start| debug.get(start..))
+        .and_then(unescape_debug_str);
+    let code = debug
+        .find("code: Some(")
+        .and_then(|at| debug.get(at + "code: Some(".len()..))
+        .and_then(|rest| rest.split_once(')'))
+        .map(|(c, _)| c)
+        .filter(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric()))
+        .map(|c| c.to_ascii_uppercase());
+    match (code, text) {
+        (Some(c), Some(t)) => format!("{status} [{c}] {t}"),
+        (Some(c), None) => format!("{status} [{c}]"),
+        (None, Some(t)) => format!("{status} {t}"),
+        (None, None) => format!("{status} {}", debug.trim()),
+    }
+}
+
+/// The contents of a Rust `Debug` string literal up to its closing quote.
+fn unescape_debug_str(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                '0' => out.push('\0'),
+                'u' => {
+                    let rest: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                    let hex = rest.strip_prefix('{')?;
+                    out.push(char::from_u32(u32::from_str_radix(hex, 16).ok()?)?);
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Moves the cursor up to `uid`, but never to or past `hold` (a message left on the
+/// server for its size, which a raised limit must still find).
+fn advance(cursor: &mut FolderCursor, hold: Option<u32>, uid: u32) {
+    let to = match hold {
+        Some(h) => uid.min(h.saturating_sub(1)),
+        None => uid,
+    };
+    cursor.last_uid = cursor.last_uid.max(to);
 }
 
 /// Compact UID set: `1:5,7,9:12`.
@@ -254,6 +317,7 @@ impl<'a> Imap<'a> {
             session,
             server,
             created_target: false,
+            idle_uidnext: None,
         };
         Ok(imap)
     }
@@ -422,6 +486,9 @@ impl<'a> Imap<'a> {
             .map_err(|e| self.neterr(e))?
             .map_err(|e| self.err(&format!("SELECT {folder:?}"), e, "Check the folder name in the account settings (postroom account check NAME lists the folders)"))?;
         let uidvalidity = mb.uid_validity.unwrap_or(0);
+        if self.acct.folders.first().map(String::as_str) == Some(folder) {
+            self.idle_uidnext = mb.uid_next;
+        }
         let (id, f) = (self.acct.id, folder.to_owned());
         let stored = self.store_read(move |s| s.read()?.cursor(id, &f)).await?;
         let mut cursor = match stored {
@@ -489,24 +556,33 @@ impl<'a> Imap<'a> {
         if uids.is_empty() {
             return Ok(());
         }
-        // Skip what is already taken or skipped (after a UIDVALIDITY re-map).
+        // Skip what is already taken, and what was left there for its size unless the
+        // limit has been raised since.
+        let max = self.acct.max_message_bytes;
         let (id, f, check) = (self.acct.id, folder.to_owned(), uids.clone());
-        let known: BTreeSet<u32> = self
+        let (known, oversize): (BTreeSet<u32>, BTreeSet<u32>) = self
             .store_read(move |s| {
                 let r = s.read()?;
-                let mut known = BTreeSet::new();
+                let (mut known, mut oversize) = (BTreeSet::new(), BTreeSet::new());
                 for u in check {
                     let k = ItemKey::imap(id, &f, uidvalidity, u);
-                    if r.taken(&k)?.is_some() || r.skipped(&k)?.is_some() {
+                    if r.taken(&k)?.is_some() {
                         known.insert(u);
+                    } else if r.skipped(&k)?.is_some_and(|size| size > max) {
+                        oversize.insert(u);
                     }
                 }
-                Ok(known)
+                Ok((known, oversize))
             })
             .await?;
         // Sizes first: oversize mail stays on the server, and batches stay small.
+        let unknown: Vec<u32> = uids
+            .iter()
+            .copied()
+            .filter(|u| !known.contains(u) && !oversize.contains(u))
+            .collect();
         let mut sizes = BTreeMap::new();
-        for chunk in uids.chunks(UIDS_PER_COMMAND) {
+        for chunk in unknown.chunks(UIDS_PER_COMMAND) {
             for f in self
                 .fetch(
                     "UID FETCH RFC822.SIZE",
@@ -520,24 +596,33 @@ impl<'a> Imap<'a> {
                 }
             }
         }
+        // The cursor never passes a message left there for its size, so that raising the
+        // limit fetches it (those below the cursor are recognised as taken or skipped).
+        let persisted = cursor.last_uid;
+        let mut hold: Option<u32> = None;
         let mut batch: Vec<(u32, u64)> = Vec::new();
         let mut batch_bytes = 0u64;
         for &uid in &uids {
             if known.contains(&uid) {
-                cursor.last_uid = uid;
+                advance(&mut cursor, hold, uid);
+                continue;
+            }
+            if oversize.contains(&uid) {
+                hold.get_or_insert(uid);
                 continue;
             }
             let Some(&size) = sizes.get(&uid) else {
                 continue; // expunged by another client in the meantime
             };
-            if size > self.acct.max_message_bytes {
+            if size > max {
                 self.skip_oversize(folder, uidvalidity, uid, size, report)
                     .await?;
+                hold.get_or_insert(uid);
                 continue;
             }
             if !batch.is_empty() && (batch_bytes + size > BATCH_BYTES || batch.len() >= BATCH_ITEMS)
             {
-                self.fetch_batch(folder, uidvalidity, &mut cursor, &batch, report)
+                self.fetch_batch(folder, uidvalidity, &mut cursor, hold, &batch, report)
                     .await?;
                 batch.clear();
                 batch_bytes = 0;
@@ -546,8 +631,18 @@ impl<'a> Imap<'a> {
             batch_bytes += size;
         }
         if !batch.is_empty() {
-            self.fetch_batch(folder, uidvalidity, &mut cursor, &batch, report)
+            self.fetch_batch(folder, uidvalidity, &mut cursor, hold, &batch, report)
                 .await?;
+        } else if cursor.last_uid > persisted {
+            // Only known messages moved the cursor: remember it, so they are not looked
+            // up again at every pass.
+            let (ctx, acct, f, c) = (
+                self.ctx.clone(),
+                self.acct.clone(),
+                folder.to_owned(),
+                cursor,
+            );
+            smol::unblock(move || commit_taken(&ctx, &acct, &[], Some((&f, c)))).await?;
         }
         Ok(())
     }
@@ -581,6 +676,7 @@ impl<'a> Imap<'a> {
         folder: &str,
         uidvalidity: u32,
         cursor: &mut FolderCursor,
+        hold: Option<u32>,
         batch: &[(u32, u64)],
         report: &mut PassReport,
     ) -> Result<(), FetchError> {
@@ -621,8 +717,8 @@ impl<'a> Imap<'a> {
             });
         }
         drop(fetched);
-        if let Some(max) = uids.iter().max() {
-            cursor.last_uid = cursor.last_uid.max(*max);
+        if let Some(&max) = uids.iter().max() {
+            advance(cursor, hold, max);
         }
         let got: Vec<u32> = items.iter().filter_map(|t| t.key.uid()).collect();
         report.bytes += items.iter().map(|t| t.bytes.len() as u64).sum::<u64>();
@@ -893,11 +989,14 @@ impl<'a> Imap<'a> {
     }
 
     /// Waits in IDLE on the first folder until the server reports a change, the poll
-    /// interval passes, or `stop` fires (returns true then).
+    /// interval passes, or `stop` fires (returns true then). Returns at once when mail
+    /// arrived after the last pass looked (UIDNEXT moved, or the server said so while
+    /// IDLE started): IDLE only reports changes the session has not seen yet.
     async fn idle(
         self,
         stop: &smol::channel::Receiver<()>,
     ) -> Result<(Imap<'a>, bool), FetchError> {
+        use async_imap::types::UnsolicitedResponse;
         use smol::future::FutureExt;
         let Imap {
             ctx,
@@ -909,19 +1008,39 @@ impl<'a> Imap<'a> {
             idle,
             server,
             created_target,
+            idle_uidnext,
         } = self;
+        let rebuild = |session| Imap {
+            ctx,
+            acct,
+            ep: ep.clone(),
+            session,
+            uidplus,
+            move_cmd,
+            idle,
+            server: server.clone(),
+            created_target,
+            idle_uidnext,
+        };
         let folder = acct
             .folders
             .first()
             .cloned()
             .unwrap_or_else(|| "INBOX".into());
-        net::with_timeout(&ep, "selecting the folder", session.select(&folder))
+        let mb = net::with_timeout(&ep, "selecting the folder", session.select(&folder))
             .await
             .map_err(|error| FetchError::Net {
                 account: acct.name.clone(),
                 error,
             })?
             .map_err(|e| imap_err(acct, &server, "SELECT", e, ""))?;
+        if idle_uidnext.is_some() && mb.uid_next != idle_uidnext {
+            log::debug!("account {:?}: mail arrived during the pass", acct.name);
+            return Ok((rebuild(session), false));
+        }
+        // Only what the server says from now on counts.
+        let unsolicited = session.unsolicited_responses.clone();
+        while unsolicited.try_recv().is_ok() {}
         let mut handle = session.idle();
         net::with_timeout(&ep, "starting IDLE", handle.init())
             .await
@@ -930,15 +1049,26 @@ impl<'a> Imap<'a> {
                 error,
             })?
             .map_err(|e| imap_err(acct, &server, "IDLE", e, ""))?;
-        let wait = Duration::from_secs(u64::from(acct.poll_secs).clamp(10, 29 * 60));
-        let (fut, interrupt) = handle.wait_with_timeout(wait);
-        let outcome = async { Some(fut.await) }
-            .or(async {
-                let _ = stop.recv().await;
-                None
-            })
-            .await;
-        drop(interrupt);
+        let announced = std::iter::from_fn(|| unsolicited.try_recv().ok()).any(|r| {
+            matches!(
+                r,
+                UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+            )
+        });
+        let outcome = if announced {
+            Some(Ok(IdleResponse::ManualInterrupt))
+        } else {
+            let wait = Duration::from_secs(u64::from(acct.poll_secs).clamp(10, 29 * 60));
+            let (fut, interrupt) = handle.wait_with_timeout(wait);
+            let outcome = async { Some(fut.await) }
+                .or(async {
+                    let _ = stop.recv().await;
+                    None
+                })
+                .await;
+            drop(interrupt);
+            outcome
+        };
         let stopped = outcome.is_none();
         if let Some(Err(e)) = outcome {
             return Err(imap_err(acct, &server, "IDLE", e, ""));
@@ -953,20 +1083,7 @@ impl<'a> Imap<'a> {
                 error,
             })?
             .map_err(|e| imap_err(acct, &server, "DONE", e, ""))?;
-        Ok((
-            Imap {
-                ctx,
-                acct,
-                ep,
-                session,
-                uidplus,
-                move_cmd,
-                idle,
-                server,
-                created_target,
-            },
-            stopped,
-        ))
+        Ok((rebuild(session), stopped))
     }
 }
 
@@ -1062,6 +1179,25 @@ mod tests {
         assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
         assert_eq!(uid_set(&[4]), "4");
         assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn server_replies_are_rebuilt_from_async_imap_errors() {
+        assert_eq!(
+            server_reply(
+                "NO",
+                "code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")"
+            ),
+            "NO [AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(
+            server_reply(
+                "NO",
+                "outcome: Outcome { code: Some(TryCreate), information: Some(\"Mailbox doesn't exist: \\\"X\\\" \\u{e9}\") }"
+            ),
+            "NO [TRYCREATE] Mailbox doesn't exist: \"X\" \u{e9}"
+        );
+        assert_eq!(server_reply("BAD", "odd"), "BAD odd");
     }
 
     #[test]

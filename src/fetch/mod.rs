@@ -23,6 +23,11 @@ use std::time::Duration;
 pub const BATCH_BYTES: u64 = 8 << 20;
 /// Messages fetched per commit.
 pub const BATCH_ITEMS: usize = 200;
+/// The size recorded for a message skipped because the account takes only new mail:
+/// larger than any limit, so it is never fetched (and never deleted).
+pub const LEFT_ALONE: u64 = u64::MAX;
+/// A connection that lasted this long counts as healthy: its failure resets the backoff.
+pub const HEALTHY_RUN: Duration = Duration::from_secs(300);
 /// Network timeout for one step.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -192,7 +197,16 @@ pub fn commit_taken(
         }
         Ok::<_, StoreError>(out)
     })?;
-    crate::failpoint::hit("after-fetch-commit");
+    if !items.is_empty() {
+        log::debug!(
+            "account {:?}: committed {} messages ({} bytes)",
+            acct.name,
+            items.len(),
+            items.iter().map(|t| t.bytes.len()).sum::<usize>()
+        );
+        // Counts commits that stored messages, not cursor-only ones.
+        crate::failpoint::hit("after-fetch-commit");
+    }
     ctx.waker.wake();
     Ok(out)
 }
@@ -225,16 +239,23 @@ fn set_state(ctx: &FetchCtx, acct: &AccountRecord, s: AccountState) {
 }
 
 /// One pass over an account now (the `postroom fetch` command, and every poll).
+/// A failure is written to the communication log too (the supervisor logs its own).
 pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, FetchError> {
-    match acct.protocol {
+    let result = match acct.protocol {
         Protocol::Imap => imap::pass(ctx, acct).await,
         Protocol::Pop3 => pop3::pass(ctx, acct).await,
+    };
+    if let Err(e) = &result {
+        comm_log(ctx, acct, Level::Error, e.to_string());
     }
+    result
 }
 
 /// Exponential backoff with jitter: 5 s, 10 s, 20 s ... up to 15 minutes.
 pub fn backoff(failures: u32, jitter_seed: u64) -> Duration {
-    let base = 5u64.saturating_mul(1u64 << failures.min(8)).min(900);
+    let base = 5u64
+        .saturating_mul(1u64 << failures.saturating_sub(1).min(8))
+        .min(900);
     let jitter = jitter_seed % (base / 4 + 1);
     Duration::from_secs(base - base / 8 + jitter)
 }
@@ -247,6 +268,7 @@ pub async fn run_account(ctx: FetchCtx, acct: AccountRecord, stop: smol::channel
     let mut failures = 0u32;
     loop {
         set_state(&ctx, &acct, AccountState::Connecting);
+        let started = std::time::Instant::now();
         let result = match acct.protocol {
             Protocol::Imap => imap::run(&ctx, &acct, &stop).await,
             Protocol::Pop3 => pop3::run(&ctx, &acct, &stop).await,
@@ -254,6 +276,11 @@ pub async fn run_account(ctx: FetchCtx, acct: AccountRecord, stop: smol::channel
         let wait = match result {
             Ok(()) => return, // stopped
             Err(e) => {
+                // A connection that worked for a while starts the backoff over: a blip
+                // after days of service is retried in seconds, not in 15 minutes.
+                if started.elapsed() >= HEALTHY_RUN {
+                    failures = 0;
+                }
                 failures = failures.saturating_add(1);
                 let wait = backoff(failures, ctx.clock.now_ms().unsigned_abs());
                 comm_log(
@@ -337,6 +364,10 @@ mod tests {
         let b = backoff(3, 0).as_secs();
         let c = backoff(30, 12345).as_secs();
         assert!(a < b && b < c, "{a} {b} {c}");
+        assert!(
+            (4..=6).contains(&a),
+            "the first retry comes after about 5 s: {a}"
+        );
         assert!(c <= 900 + 225);
     }
 }

@@ -4,26 +4,31 @@
 //! only then marked with DELE, which the server carries out at QUIT. A server without
 //! UIDL, or with duplicate UIDLs, is handled without loss: ambiguous messages are never
 //! deleted, identical bytes are stored once, and the admin is told.
+//! An account that takes only new mail marks what is there at its first pass as left
+//! alone (never downloaded, never deleted). A message over the size limit is left
+//! there and reported once; raising the limit fetches it at the next pass.
 //! There is no maintained async POP3 client crate, so the protocol (a dozen line-based
 //! commands) is spoken here.
 //!
 //! Owns: the POP3 conversation. Must not: parse MIME or touch conversations.
 
 use super::{
-    AccountState, BATCH_BYTES, BATCH_ITEMS, FetchCtx, FetchError, PassReport, Taken, comm_log,
-    commit_taken, endpoint, set_state, sleep_or_stop,
+    AccountState, BATCH_BYTES, BATCH_ITEMS, FetchCtx, FetchError, LEFT_ALONE, PassReport, Taken,
+    comm_log, commit_taken, endpoint, set_state, sleep_or_stop,
 };
 use crate::accounts;
-use crate::model::{AccountRecord, AfterFetch, Level};
+use crate::model::{AccountRecord, AfterFetch, FolderCursor, Level};
 use crate::net::{self, Conn, Endpoint, Security};
 use crate::store::{ItemKey, RawOutcome, content_hash};
-use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use smol::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 const PROTO: &str = "POP3";
-/// Longest line we accept from a server (RFC 1939 says 512; be generous).
+/// Longest status line we accept from a server (RFC 1939 says 512; be generous).
 const MAX_LINE: usize = 64 * 1024;
+/// Largest UIDL or LIST answer we accept (about a million messages).
+const LISTING_MAX: u64 = 64 << 20;
 
 /// A POP3 connection.
 pub struct Pop3<'a> {
@@ -55,30 +60,52 @@ impl<'a> Pop3<'a> {
         }
     }
 
-    /// Reads one line (with its line ending).
-    async fn line(&mut self, step: &str) -> Result<Vec<u8>, FetchError> {
-        let mut buf = Vec::new();
+    /// Reads one line (with its line ending), at most `max` bytes long. Lines are cut
+    /// from the read buffer directly: one timeout per buffer fill, not per line.
+    async fn line_max(&mut self, step: &str, max: usize) -> Result<Vec<u8>, FetchError> {
+        let mut line = Vec::new();
         let ep = self.ep.clone();
-        let n = net::with_timeout(&ep, "waiting for the server", async {
-            let mut limited = (&mut self.io).take(MAX_LINE as u64);
-            limited.read_until(b'\n', &mut buf).await
-        })
-        .await
-        .map_err(|error| FetchError::Net {
-            account: self.acct.name.clone(),
-            error,
-        })?
-        .map_err(|e| self.lost(step, e.to_string()))?;
-        if n == 0 {
-            return Err(self.lost(step, "the server closed the connection"));
+        loop {
+            if self.io.buffer().is_empty() {
+                let n = net::with_timeout(&ep, "waiting for the server", async {
+                    self.io.fill_buf().await.map(|b| b.len())
+                })
+                .await
+                .map_err(|error| FetchError::Net {
+                    account: self.acct.name.clone(),
+                    error,
+                })?
+                .map_err(|e| self.lost(step, e.to_string()))?;
+                if n == 0 {
+                    return Err(self.lost(
+                        step,
+                        if line.is_empty() {
+                            "the server closed the connection".to_owned()
+                        } else {
+                            "the server closed the connection in the middle of a line".to_owned()
+                        },
+                    ));
+                }
+            }
+            let buf = self.io.buffer();
+            let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            line.extend_from_slice(buf.get(..take).unwrap_or_default());
+            self.io.consume(take);
+            if line.len() > max {
+                return Err(self.lost(step, format!("a line longer than {max} bytes")));
+            }
+            if done {
+                return Ok(line);
+            }
         }
-        if !buf.ends_with(b"\n") {
-            return Err(self.lost(
-                step,
-                format!("a line longer than {MAX_LINE} bytes, or cut off"),
-            ));
-        }
-        Ok(buf)
+    }
+
+    /// Reads one status or listing line.
+    async fn line(&mut self, step: &str) -> Result<Vec<u8>, FetchError> {
+        self.line_max(step, MAX_LINE).await
     }
 
     /// Reads a status line: `Ok(text)` for `+OK`, `Err(reply)` for `-ERR`.
@@ -126,17 +153,22 @@ impl<'a> Pop3<'a> {
     }
 
     /// Reads a multi-line body up to the lone `.`, undoing dot-stuffing; line endings are
-    /// kept as the server sent them.
-    async fn multiline(&mut self, step: &str) -> Result<Vec<u8>, FetchError> {
+    /// kept as the server sent them. A line may be as long as the whole message may be
+    /// (mail with one long HTML line exists); `max` bounds the body.
+    async fn multiline(&mut self, step: &str, max: u64) -> Result<Vec<u8>, FetchError> {
+        let max = usize::try_from(max).unwrap_or(usize::MAX).max(MAX_LINE);
         let mut out = Vec::new();
         loop {
-            let line = self.line(step).await?;
+            let line = self.line_max(step, max.saturating_add(5)).await?;
             if line == b".\r\n" || line == b".\n" {
                 return Ok(out);
             }
             match line.strip_prefix(b".") {
                 Some(rest) => out.extend_from_slice(rest),
                 None => out.extend_from_slice(&line),
+            }
+            if out.len() > max {
+                return Err(self.lost(step, format!("more than {max} bytes")));
             }
         }
     }
@@ -153,7 +185,7 @@ impl<'a> Pop3<'a> {
             acct,
             ep: ep.clone(),
             server,
-            io: BufReader::new(conn),
+            io: BufReader::with_capacity(64 * 1024, conn),
         };
         if let Err(reply) = p.status("greeting").await? {
             return Err(p.refused(
@@ -186,7 +218,7 @@ impl<'a> Pop3<'a> {
                 acct,
                 ep: ep.clone(),
                 server: format!("{}:{}", ep.host, ep.port),
-                io: BufReader::new(tls),
+                io: BufReader::with_capacity(64 * 1024, tls),
             };
         }
         let password = accounts::password(&ctx.keys, acct).map_err(|error| FetchError::Secret {
@@ -214,7 +246,7 @@ impl<'a> Pop3<'a> {
         if self.status("UIDL").await?.is_err() {
             return Ok(None);
         }
-        let body = self.multiline("UIDL").await?;
+        let body = self.multiline("UIDL", LISTING_MAX).await?;
         let mut out = Vec::new();
         for line in String::from_utf8_lossy(&body).lines() {
             let mut it = line.split_whitespace();
@@ -228,7 +260,7 @@ impl<'a> Pop3<'a> {
     /// `LIST`: message number -> size in octets.
     async fn list(&mut self) -> Result<BTreeMap<u32, u64>, FetchError> {
         self.command("LIST", "LIST", "").await?;
-        let body = self.multiline("LIST").await?;
+        let body = self.multiline("LIST", LISTING_MAX).await?;
         let mut out = BTreeMap::new();
         for line in String::from_utf8_lossy(&body).lines() {
             let mut it = line.split_whitespace();
@@ -242,9 +274,12 @@ impl<'a> Pop3<'a> {
         Ok(out)
     }
 
-    async fn retr(&mut self, n: u32) -> Result<Vec<u8>, FetchError> {
+    /// Downloads message `n`; `size` is what LIST announced (the body may be a little
+    /// larger when the server counts differently, never by much).
+    async fn retr(&mut self, n: u32, size: u64) -> Result<Vec<u8>, FetchError> {
         self.command("RETR", &format!("RETR {n}"), "").await?;
-        self.multiline("RETR").await
+        self.multiline("RETR", size.saturating_mul(2).saturating_add(64 * 1024))
+            .await
     }
 
     async fn quit(&mut self) -> Result<(), FetchError> {
@@ -299,6 +334,7 @@ pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, Fe
             (BTreeMap::new(), BTreeSet::new())
         }
     };
+    first_pass(ctx, acct, &ids, &ambiguous, uidl.is_some(), &mut report).await?;
     let (id, known_ids) = (acct.id, ids.values().cloned().collect::<Vec<_>>());
     let store = ctx.store.clone();
     let known = smol::unblock(move || {
@@ -307,9 +343,9 @@ pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, Fe
         for item in known_ids {
             let k = ItemKey::pop3(id, &item);
             if let Some(t) = r.taken(&k)? {
-                known.insert(item, Some(t));
-            } else if r.skipped(&k)?.is_some() {
-                known.insert(item, None);
+                known.insert(item, Ok(t));
+            } else if let Some(size) = r.skipped(&k)? {
+                known.insert(item, Err(size));
             }
         }
         Ok::<_, crate::store::StoreError>(known)
@@ -326,14 +362,15 @@ pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, Fe
             && !is_ambiguous
         {
             match known.get(i) {
-                Some(Some(t)) => {
+                Some(Ok(t)) => {
                     if delete && t.pending_removal && t.size == size {
                         to_delete.push((n, ItemKey::pop3(acct.id, i)));
                     }
                     continue;
                 }
-                Some(None) => continue, // over the size limit, reported before
-                None => {}
+                // Over the size limit, reported before (unless the limit was raised since).
+                Some(Err(skipped)) if *skipped > acct.max_message_bytes => continue,
+                Some(Err(_)) | None => {}
             }
         }
         if size > acct.max_message_bytes {
@@ -353,7 +390,7 @@ pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, Fe
             );
             continue;
         }
-        let bytes = p.retr(n).await?;
+        let bytes = p.retr(n, size).await?;
         report.bytes += bytes.len() as u64;
         let key_item = match (&item, is_ambiguous) {
             (Some(i), false) => i.clone(),
@@ -385,22 +422,29 @@ pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, Fe
         p.command("DELE", &format!("DELE {n}"), "").await?;
     }
     p.quit().await?;
-    // QUIT confirmed: the deletions happened. Forget them, and anything no longer there.
-    if !to_delete.is_empty() || delete {
-        let present: BTreeSet<String> = ids.values().cloned().collect();
-        let done: Vec<ItemKey> = to_delete.iter().map(|(_, k)| k.clone()).collect();
-        report.removed += done.len() as u64;
+    // QUIT confirmed: the deletions happened. Forget them, and (when the server has
+    // UIDLs) whatever is no longer there, deleted by us earlier or by another client.
+    let done: Vec<ItemKey> = to_delete.iter().map(|(_, k)| k.clone()).collect();
+    report.removed += done.len() as u64;
+    let present: BTreeSet<String> = ids.values().cloned().collect();
+    let has_uidl = uidl.is_some();
+    let gone =
+        move |k: &ItemKey| has_uidl && !present.contains(&k.item) && !k.item.starts_with("sha256:");
+    let (store, id, check) = (ctx.store.clone(), acct.id, gone.clone());
+    let stale = smol::unblock(move || {
+        let taken = store.read()?.taken_in_folder(id, "INBOX")?;
+        Ok::<_, crate::store::StoreError>(taken.iter().any(|(k, _)| check(k)))
+    })
+    .await?;
+    if !done.is_empty() || stale {
         let (store, id) = (ctx.store.clone(), acct.id);
         smol::unblock(move || {
             store.write(|tx| {
                 for k in &done {
                     tx.remove_taken(k)?;
                 }
-                for (k, t) in tx.taken_in_folder(id, "INBOX")? {
-                    if t.pending_removal
-                        && !present.contains(&k.item)
-                        && !k.item.starts_with("sha256:")
-                    {
+                for (k, _) in tx.taken_in_folder(id, "INBOX")? {
+                    if gone(&k) {
                         tx.remove_taken(&k)?;
                     }
                 }
@@ -433,6 +477,64 @@ pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, Fe
         );
     }
     Ok(report)
+}
+
+/// At the first pass over an account, remembers that it happened (a cursor for INBOX),
+/// and for an account that takes only new mail, marks every message there now as left
+/// alone: never downloaded, never deleted.
+async fn first_pass(
+    ctx: &FetchCtx,
+    acct: &AccountRecord,
+    ids: &BTreeMap<u32, String>,
+    ambiguous: &BTreeSet<String>,
+    has_uidl: bool,
+    report: &mut PassReport,
+) -> Result<(), FetchError> {
+    let (store, id) = (ctx.store.clone(), acct.id);
+    let seen = smol::unblock(move || store.read()?.cursor(id, "INBOX")).await?;
+    if seen.is_some() {
+        return Ok(());
+    }
+    let left: Vec<ItemKey> = if acct.only_new {
+        ids.values()
+            .filter(|i| !ambiguous.contains(*i))
+            .map(|i| ItemKey::pop3(acct.id, i))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let n = left.len();
+    let store = ctx.store.clone();
+    smol::unblock(move || {
+        store.write(|tx| {
+            for k in &left {
+                tx.put_skipped(k, LEFT_ALONE)?;
+            }
+            tx.put_cursor(
+                id,
+                "INBOX",
+                &FolderCursor {
+                    uidvalidity: 0,
+                    last_uid: 0,
+                },
+            )
+        })
+    })
+    .await?;
+    if acct.only_new {
+        if !has_uidl || !ambiguous.is_empty() {
+            report.notes.push(
+                "without unique UIDLs the server cannot tell old mail from new, so the mail already there is imported too".into(),
+            );
+        }
+        comm_log(
+            ctx,
+            acct,
+            Level::Info,
+            format!("first pass: {n} messages there, left alone (only new mail is imported)"),
+        );
+    }
+    Ok(())
 }
 
 async fn commit_batch(

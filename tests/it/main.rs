@@ -18,5 +18,6 @@ mod corpus;
 mod crash;
 mod dovecot_selftest;
 mod import;
+mod intake;
 mod store;
 mod threading;
