@@ -81,7 +81,7 @@ pub enum Command {
     },
     /// Show the communication log (what happened to mail)
     Log {
-        /// How many of the newest entries
+        /// How many of the newest entries (0 = all)
         #[arg(long, default_value_t = 50, value_name = "N")]
         limit: usize,
         /// Print JSON instead of text
@@ -186,6 +186,9 @@ pub enum AccountCmd {
     Enable { name: String },
     /// Stop fetching from an account (its settings stay)
     Disable { name: String },
+    /// Connect to an account's server and show every step: DNS, TCP, TLS certificate,
+    /// login, capabilities, folders with message counts (nothing is fetched or changed)
+    Check { name: String },
 }
 
 /// Runs the parsed command line.
@@ -365,6 +368,42 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
                 "removed account {:?}; the conversations it brought in stay",
                 a.name
             );
+        }
+        AccountCmd::Check { name } => {
+            let acct = dir
+                .store
+                .read()?
+                .accounts()?
+                .into_iter()
+                .find(|a| a.name.eq_ignore_ascii_case(&name))
+                .ok_or_else(|| AppError::Account(accounts::AccountError::NotFound(name.clone())))?;
+            let ctx = dir.fetch_ctx(crate::pipeline::Waker::detached())?;
+            println!(
+                "checking account {:?}: {} {}:{} ({})",
+                acct.name,
+                acct.protocol.as_str(),
+                acct.host,
+                acct.port,
+                acct.security
+            );
+            let mut n = 0;
+            let ok = smol::block_on(crate::fetch::check::check(&ctx, &acct, &mut |s| {
+                n += 1;
+                println!(
+                    "{n}. {} {:<12} {} ({} ms)",
+                    if s.ok { "ok  " } else { "FAIL" },
+                    s.name,
+                    s.detail,
+                    s.millis
+                );
+            }));
+            if !ok {
+                return Err(AppError::Usage(format!(
+                    "account {:?} does not work yet; see the failed step above",
+                    acct.name
+                )));
+            }
+            println!("account {:?} works", acct.name);
         }
         AccountCmd::Enable { name } => set_enabled(&dir, &name, true)?,
         AccountCmd::Disable { name } => set_enabled(&dir, &name, false)?,
@@ -762,7 +801,10 @@ fn cmd_raw(data: &std::path::Path, id: u64) -> Result<(), AppError> {
 
 fn cmd_log(data: &std::path::Path, limit: usize, json_out: bool) -> Result<(), AppError> {
     let dir = open(data)?;
-    let entries = dir.store.read()?.log(limit)?;
+    let entries = dir
+        .store
+        .read()?
+        .log(if limit == 0 { usize::MAX } else { limit })?;
     if json_out {
         let v: Vec<serde_json::Value> = entries
             .iter()

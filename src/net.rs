@@ -214,6 +214,27 @@ impl Conn {
         matches!(self, Conn::Tls(_))
     }
 
+    /// `TLS 1.3, TLS13_AES_256_GCM_SHA384` on a TLS connection.
+    pub fn tls_summary(&self) -> Option<String> {
+        match self {
+            Conn::Plain(_) => None,
+            Conn::Tls(s) => {
+                let c = s.get_ref().1;
+                let version = match c.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_owned(),
+                    Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".to_owned(),
+                    Some(v) => format!("{v:?}"),
+                    None => "TLS".to_owned(),
+                };
+                let suite = c
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()))
+                    .unwrap_or_default();
+                Some(format!("{version}, {suite}"))
+            }
+        }
+    }
+
     /// The server's certificate (DER), on a TLS connection.
     pub fn peer_certificate(&self) -> Option<Vec<u8>> {
         match self {
@@ -462,6 +483,41 @@ pub async fn connect(ep: &Endpoint) -> Result<Conn, NetError> {
     match ep.security {
         Security::Tls => tls_handshake(ep, tcp).await,
         Security::None | Security::StartTls => Ok(Conn::Plain(tcp)),
+    }
+}
+
+/// What `account check` shows about a server certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertFacts {
+    pub subject: String,
+    pub issuer: String,
+    /// Unix seconds.
+    pub not_after: i64,
+    pub fingerprint: Fingerprint,
+}
+
+/// Reads subject, issuer and expiry of a DER certificate (x509-cert); the fingerprint is
+/// always there, the names when the certificate can be decoded.
+pub fn cert_facts(der: &[u8]) -> CertFacts {
+    use x509_cert::der::Decode;
+    let fingerprint = Fingerprint::of(der);
+    match x509_cert::Certificate::from_der(der) {
+        Ok(c) => {
+            let tbs = c.tbs_certificate();
+            CertFacts {
+                subject: tbs.subject().to_string(),
+                issuer: tbs.issuer().to_string(),
+                not_after: i64::try_from(tbs.validity().not_after.to_unix_duration().as_secs())
+                    .unwrap_or(i64::MAX),
+                fingerprint,
+            }
+        }
+        Err(e) => CertFacts {
+            subject: format!("(undecodable: {e})"),
+            issuer: String::new(),
+            not_after: 0,
+            fingerprint,
+        },
     }
 }
 

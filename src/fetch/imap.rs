@@ -983,6 +983,82 @@ impl<'a> Imap<'a> {
         Ok(cursor)
     }
 
+    /// The connection, for `account check` (TLS facts).
+    pub(crate) fn conn(&self) -> &Conn {
+        self.session.get_ref()
+    }
+
+    /// The server's capabilities, as it lists them.
+    pub(crate) async fn capability_names(&mut self) -> Result<Vec<String>, FetchError> {
+        let ep = self.ep.clone();
+        let caps = net::with_timeout(&ep, "reading capabilities", self.session.capabilities())
+            .await
+            .map_err(|e| self.neterr(e))?
+            .map_err(|e| self.err("CAPABILITY", e, ""))?;
+        let mut names: Vec<String> = caps
+            .iter()
+            .map(|c| match c {
+                async_imap::types::Capability::Imap4rev1 => "IMAP4rev1".to_owned(),
+                async_imap::types::Capability::Auth(a) => format!("AUTH={a}"),
+                async_imap::types::Capability::Atom(a) => a.clone(),
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every selectable folder with its message count (`None` when STATUS failed).
+    pub(crate) async fn folder_counts(&mut self) -> Result<Vec<(String, Option<u32>)>, FetchError> {
+        let ep = self.ep.clone();
+        let mut names = Vec::new();
+        {
+            let stream = net::with_timeout(
+                &ep,
+                "listing folders",
+                self.session.list(Some(""), Some("*")),
+            )
+            .await
+            .map_err(|e| FetchError::Net {
+                account: self.acct.name.clone(),
+                error: e,
+            })?
+            .map_err(|e| imap_err(self.acct, &self.server, "LIST", e, ""))?;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = net::with_timeout(&ep, "listing folders", stream.next())
+                .await
+                .map_err(|e| FetchError::Net {
+                    account: self.acct.name.clone(),
+                    error: e,
+                })?
+            {
+                let n = item.map_err(|e| imap_err(self.acct, &self.server, "LIST", e, ""))?;
+                let selectable = !n
+                    .attributes()
+                    .iter()
+                    .any(|a| matches!(a, imap_proto::NameAttribute::NoSelect));
+                if selectable {
+                    names.push(n.name().to_owned());
+                }
+            }
+        }
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let count = match net::with_timeout(
+                &ep,
+                "reading folder status",
+                self.session.status(&name, "(MESSAGES)"),
+            )
+            .await
+            {
+                Ok(Ok(mb)) => Some(mb.exists),
+                _ => None,
+            };
+            out.push((name, count));
+        }
+        Ok(out)
+    }
+
     pub async fn logout(mut self) {
         let ep = self.ep.clone();
         let _ = net::with_timeout(&ep, "logging out", self.session.logout()).await;

@@ -7,6 +7,7 @@
 //! Must not: parse MIME or create conversations (it wakes the pipeline), or delete
 //! anything on a server that it has not durably stored and checked first.
 
+pub mod check;
 pub mod imap;
 pub mod pop3;
 

@@ -240,6 +240,25 @@ impl<'a> Pop3<'a> {
         Ok(p)
     }
 
+    /// The connection, for `account check` (TLS facts).
+    pub(crate) fn conn(&self) -> &Conn {
+        self.io.get_ref()
+    }
+
+    /// `STAT`: messages and octets in the mailbox.
+    pub(crate) async fn stat(&mut self) -> Result<(u32, u64), FetchError> {
+        let text = self.command("STAT", "STAT", "").await?;
+        let mut it = text.split_whitespace();
+        let n = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let size = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok((n, size))
+    }
+
+    /// Logs out without deleting anything.
+    pub(crate) async fn close(mut self) -> Result<(), FetchError> {
+        self.quit().await
+    }
+
     /// `UIDL`: message number -> unique id; `None` when the server has no UIDL.
     async fn uidl(&mut self) -> Result<Option<Vec<(u32, String)>>, FetchError> {
         self.send("UIDL", "UIDL").await?;

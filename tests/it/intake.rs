@@ -1404,3 +1404,109 @@ fn pop3_keep_mode_forgets_what_another_client_deleted() {
         "only what is still on the server is remembered:\n{list}"
     );
 }
+
+/// `postroom account check NAME`: output and exit status.
+fn check(data: &Path, name: &str) -> (bool, String) {
+    let out = run(data, &["account", "check", name]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn account_check_shows_every_step_with_the_certificate_and_folder_counts() {
+    let d = Dovecot::start();
+    d.add_user("chk", PASS);
+    d.append_many("chk", PASS, "INBOX", [small("c1"), small("c2")]);
+    d.append("chk", PASS, "Archive", &small("c3"));
+    let t = tmp();
+    let fp = postroom::net::Fingerprint(d.cert_sha256).to_string();
+    for (tr, name) in [
+        (Transport::Imaps, "imaps"),
+        (Transport::ImapStartTls, "starttls"),
+        (Transport::Pop3Stls, "pop3"),
+    ] {
+        add_account(t.path(), &d, tr, name, "chk", &[]);
+        let (ok, text) = check(t.path(), name);
+        assert!(ok, "{text}");
+        assert_has(
+            &text,
+            &[
+                "ok   DNS",
+                "ok   TCP",
+                "ok   TLS",
+                "CN=localhost",
+                &fp,
+                "pinned certificate",
+                "ok   login",
+            ],
+        );
+        if tr.is_imap() {
+            assert_has(
+                &text,
+                &[
+                    "ok   capabilities",
+                    "IDLE",
+                    "UIDPLUS",
+                    "ok   folders",
+                    "INBOX (2)",
+                    "Archive (1)",
+                ],
+            );
+        } else {
+            assert_has(&text, &["ok   mailbox", "2 messages"]);
+        }
+    }
+    // Checking changed nothing on the server and stored nothing.
+    assert_eq!(d.count("chk", PASS, "INBOX"), 2);
+    assert_eq!(stored(t.path()).raws, 0);
+}
+
+#[test]
+fn account_check_names_the_failing_step_and_the_servers_reply() {
+    let d = Dovecot::start();
+    d.add_user("chk2", PASS);
+    let t = tmp();
+    add_account(t.path(), &d, Transport::ImapPlain, "wrongpw", "chk2", &[]);
+    run_ok(
+        t.path(),
+        &["account", "edit", "wrongpw", "--password", "not-it"],
+    );
+    let (ok, text) = check(t.path(), "wrongpw");
+    assert!(!ok);
+    assert_has(
+        &text,
+        &[
+            "ok   TCP",
+            "FAIL login",
+            "AUTHENTICATIONFAILED",
+            "does not work yet",
+        ],
+    );
+    assert!(
+        !text.contains("not-it"),
+        "the password must never be shown: {text}"
+    );
+    add_account(
+        t.path(),
+        &d,
+        Transport::Imaps,
+        "nofolder",
+        "chk2",
+        &["--folder", "Missing"],
+    );
+    let (ok, text) = check(t.path(), "nofolder");
+    assert!(!ok);
+    assert_has(
+        &text,
+        &[
+            "FAIL folders",
+            "\"Missing\" configured but not on the server",
+            "INBOX (0)",
+            "postroom account edit nofolder --folder",
+        ],
+    );
+}
