@@ -172,9 +172,10 @@ pub fn commit_taken(
     let removal = !matches!(acct.after, crate::model::AfterFetch::Keep);
     let out = ctx.store.write(|tx| {
         let mut out = Vec::with_capacity(items.len());
+        let component = format!("{}:{}", acct.protocol.as_str(), acct.name);
         for t in items {
             let hash = content_hash(&t.bytes);
-            out.push(tx.add_raw(
+            let outcome = tx.add_raw(
                 &NewRaw {
                     bytes: &t.bytes,
                     hash,
@@ -182,7 +183,30 @@ pub fn commit_taken(
                     mailbox: acct.mailbox,
                 },
                 now,
-            )?);
+            )?;
+            // One line per message, in the same transaction (no extra fsync).
+            let (raw, result) = match outcome {
+                RawOutcome::New(id) => (id, "stored"),
+                RawOutcome::SameBytes(id) => (id, "already stored (identical bytes)"),
+            };
+            let which = match t.key.uid() {
+                Some(uid) if acct.protocol == Protocol::Imap => {
+                    format!(
+                        "{} UID {uid} (UIDVALIDITY {})",
+                        t.key.folder, t.key.uidvalidity
+                    )
+                }
+                _ => format!("message {}", t.key.item),
+            };
+            tx.log(&LogEntry {
+                at: now,
+                level: Level::Info,
+                component: component.clone(),
+                raw: Some(raw),
+                conv: None,
+                text: format!("{which}: {} bytes {result} as raw {raw}", t.bytes.len()),
+            })?;
+            out.push(outcome);
             tx.put_taken(
                 &t.key,
                 &TakenRecord {

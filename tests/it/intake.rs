@@ -1510,3 +1510,36 @@ fn account_check_names_the_failing_step_and_the_servers_reply() {
         ],
     );
 }
+
+#[test]
+fn the_communication_log_has_a_line_per_message_and_per_pass() {
+    let d = Dovecot::start();
+    d.add_user("logu", PASS);
+    d.append_many(
+        "logu",
+        PASS,
+        "INBOX",
+        [small("l1"), small("l2"), small("l3")],
+    );
+    let t = tmp();
+    add_account(t.path(), &d, Transport::ImapPlain, "logimap", "logu", &[]);
+    add_account(t.path(), &d, Transport::Pop3Plain, "logpop", "logu", &[]);
+    fetch_ok(t.path(), "logimap");
+    fetch_ok(t.path(), "logpop");
+    let log = run_ok(t.path(), &["log", "--limit", "0"]);
+    for uid in 1..=3 {
+        assert!(
+            log.contains(&format!("imap:logimap INBOX UID {uid} (UIDVALIDITY")),
+            "{log}"
+        );
+    }
+    assert_eq!(log.matches("bytes stored as raw").count(), 3, "{log}");
+    // POP3 saw the same bytes: recorded, not stored again.
+    assert_eq!(
+        log.matches("bytes already stored (identical bytes) as raw")
+            .count(),
+        3,
+        "{log}"
+    );
+    assert!(log.contains("3 new messages stored"), "{log}");
+}
