@@ -481,7 +481,7 @@ impl<'a> Imap<'a> {
         report: &mut PassReport,
     ) -> Result<(), FetchError> {
         let ep = self.ep.clone();
-        let mb = net::with_timeout(&ep, "selecting the folder", self.session.select(folder))
+        let mb = net::with_timeout(&ep, "selecting the folder", self.session.select(super::mutf7::encode(folder)))
             .await
             .map_err(|e| self.neterr(e))?
             .map_err(|e| self.err(&format!("SELECT {folder:?}"), e, "Check the folder name in the account settings (postroom account check NAME lists the folders)"))?;
@@ -819,35 +819,43 @@ impl<'a> Imap<'a> {
                             let _ = net::with_timeout(
                                 &ep,
                                 "creating the folder",
-                                self.session.create(&target),
+                                self.session.create(super::mutf7::encode(&target)),
                             )
                             .await;
                             self.created_target = true;
                         }
                         if self.move_cmd {
                             let ep = self.ep.clone();
-                            net::with_timeout(&ep, "moving", self.session.uid_mv(&set, &target))
-                                .await
-                                .map_err(|e| self.neterr(e))?
-                                .map_err(|e| {
-                                    self.err(
-                                        &format!("UID MOVE to {target:?}"),
-                                        e,
-                                        "Check that the target folder can be created on the server",
-                                    )
-                                })?;
+                            net::with_timeout(
+                                &ep,
+                                "moving",
+                                self.session.uid_mv(&set, super::mutf7::encode(&target)),
+                            )
+                            .await
+                            .map_err(|e| self.neterr(e))?
+                            .map_err(|e| {
+                                self.err(
+                                    &format!("UID MOVE to {target:?}"),
+                                    e,
+                                    "Check that the target folder can be created on the server",
+                                )
+                            })?;
                         } else {
                             let ep = self.ep.clone();
-                            net::with_timeout(&ep, "copying", self.session.uid_copy(&set, &target))
-                                .await
-                                .map_err(|e| self.neterr(e))?
-                                .map_err(|e| {
-                                    self.err(
-                                        &format!("UID COPY to {target:?}"),
-                                        e,
-                                        "Check that the target folder can be created on the server",
-                                    )
-                                })?;
+                            net::with_timeout(
+                                &ep,
+                                "copying",
+                                self.session.uid_copy(&set, super::mutf7::encode(&target)),
+                            )
+                            .await
+                            .map_err(|e| self.neterr(e))?
+                            .map_err(|e| {
+                                self.err(
+                                    &format!("UID COPY to {target:?}"),
+                                    e,
+                                    "Check that the target folder can be created on the server",
+                                )
+                            })?;
                             self.store_flags(&set, "+FLAGS.SILENT (\\Deleted)").await?;
                             if self.uidplus {
                                 self.uid_expunge(&set).await?;
@@ -1037,7 +1045,7 @@ impl<'a> Imap<'a> {
                     .iter()
                     .any(|a| matches!(a, imap_proto::NameAttribute::NoSelect));
                 if selectable {
-                    names.push(n.name().to_owned());
+                    names.push(n.name().to_owned()); // wire form; decoded for people below
                 }
             }
         }
@@ -1054,8 +1062,9 @@ impl<'a> Imap<'a> {
                 Ok(Ok(mb)) => Some(mb.exists),
                 _ => None,
             };
-            out.push((name, count));
+            out.push((super::mutf7::decode(&name), count));
         }
+        out.sort();
         Ok(out)
     }
 
@@ -1103,13 +1112,17 @@ impl<'a> Imap<'a> {
             .first()
             .cloned()
             .unwrap_or_else(|| "INBOX".into());
-        let mb = net::with_timeout(&ep, "selecting the folder", session.select(&folder))
-            .await
-            .map_err(|error| FetchError::Net {
-                account: acct.name.clone(),
-                error,
-            })?
-            .map_err(|e| imap_err(acct, &server, "SELECT", e, ""))?;
+        let mb = net::with_timeout(
+            &ep,
+            "selecting the folder",
+            session.select(super::mutf7::encode(&folder)),
+        )
+        .await
+        .map_err(|error| FetchError::Net {
+            account: acct.name.clone(),
+            error,
+        })?
+        .map_err(|e| imap_err(acct, &server, "SELECT", e, ""))?;
         if idle_uidnext.is_some() && mb.uid_next != idle_uidnext {
             log::debug!("account {:?}: mail arrived during the pass", acct.name);
             return Ok((rebuild(session), false));

@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod imap;
+pub mod mutf7;
 pub mod pop3;
 
 use crate::model::{AccountRecord, Clock, FolderCursor, Level, LogEntry, Protocol, TakenRecord};

@@ -1543,3 +1543,27 @@ fn the_communication_log_has_a_line_per_message_and_per_pass() {
     );
     assert!(log.contains("3 new messages stored"), "{log}");
 }
+
+#[test]
+fn non_ascii_folder_names_travel_in_modified_utf7() {
+    let d = Dovecot::start();
+    d.add_user("intl", PASS);
+    // The harness speaks the wire form: "Entwürfe" is "Entw&APw-rfe".
+    d.append("intl", PASS, "Entw&APw-rfe", &small("u1"));
+    let t = tmp();
+    add_account(
+        t.path(),
+        &d,
+        Transport::ImapPlain,
+        "intl",
+        "intl",
+        &["--folder", "Entwürfe", "--after", "move:Ärger"],
+    );
+    let (ok, text) = check(t.path(), "intl");
+    assert!(ok, "{text}");
+    assert_has(&text, &["Entwürfe (1)"]);
+    let f = fetch_ok(t.path(), "intl");
+    assert_eq!(f, fetched(1, 0, 1, 0));
+    assert_eq!(d.count("intl", PASS, "Entw&APw-rfe"), 0);
+    assert_eq!(d.count("intl", PASS, "&AMQ-rger"), 1, "moved into Ärger");
+}
