@@ -5,6 +5,10 @@
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
+fn b64(i: u32) -> char {
+    B64.get((i & 63) as usize).map_or('A', |b| char::from(*b))
+}
+
 /// Unicode -> modified UTF-7.
 pub fn encode(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
@@ -22,11 +26,11 @@ pub fn encode(name: &str) -> String {
             nbits += 8;
             while nbits >= 6 {
                 nbits -= 6;
-                out.push(char::from(B64[((bits >> nbits) & 63) as usize]));
+                out.push(b64(bits >> nbits));
             }
         }
         if nbits > 0 {
-            out.push(char::from(B64[((bits << (6 - nbits)) & 63) as usize]));
+            out.push(b64(bits << (6 - nbits)));
         }
         out.push('-');
         pending.clear();
