@@ -15,181 +15,25 @@
 #[allow(dead_code)]
 mod genmail;
 
-use genmail::{GenOptions, Truth};
-use postroom::app::STORE_FILE;
-use postroom::model::Status;
-use postroom::store::{Store, StoreOptions};
-use std::collections::BTreeSet;
-use std::error::Error;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Instant;
+#[path = "common.rs"]
+mod common;
 
-type Res<T> = Result<T, Box<dyn Error>>;
+use common::{
+    Cost, Res, TIME, bench_options, conversations, dir_size, fmt_opt, have_gnu_time, maildir,
+    measured, target_dir,
+};
+use genmail::Truth;
+use std::path::Path;
+use std::process::Command;
 
 const TARGET_RATE: f64 = 1500.0;
 const TARGET_RSS_MB: f64 = 40.0;
-const TIME: &str = "/usr/bin/time";
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
-/// The cached Maildir and its truth, generated on first use.
-fn maildir(opts: &GenOptions) -> Res<(PathBuf, Truth)> {
-    let (seed, count) = (opts.seed, opts.count);
-    let defaults = GenOptions::default();
-    let mut key = format!("genmail-v{}-seed{seed}-n{count}", genmail::VERSION);
-    if (opts.attach_min, opts.attach_max) != (defaults.attach_min, defaults.attach_max) {
-        key += &format!("-att{}-{}", opts.attach_min, opts.attach_max);
-    }
-    let dir = target_dir().join("bench-data").join(key);
-    let maildir = dir.join("Maildir");
-    let truth_file = dir.join("truth.txt");
-    if let Ok(text) = std::fs::read_to_string(&truth_file)
-        && let Some(t) = Truth::from_text(&text)
-        && t.count() == count
-        && maildir.join("new").is_dir()
-    {
-        eprintln!("using cached {}", maildir.display());
-        return Ok((maildir, t));
-    }
-    // Incomplete or missing: start over. truth.txt is written last, as the marker.
-    let _ = std::fs::remove_dir_all(&dir);
-    eprintln!(
-        "generating {count} messages (seed {seed}) into {} ...",
-        maildir.display()
-    );
-    let started = Instant::now();
-    let t = genmail::write_maildir(&maildir, opts)?;
-    std::fs::write(&truth_file, t.to_text())?;
-    eprintln!(
-        "generated {:.0} MB in {:.1} s (new={} reply={} auto={})",
-        t.bytes as f64 / 1e6,
-        started.elapsed().as_secs_f64(),
-        t.new,
-        t.reply,
-        t.auto
-    );
-    Ok((maildir, t))
-}
-
-/// What one measured run cost.
-#[derive(Debug, Default)]
-struct Cost {
-    wall_s: f64,
-    cpu_s: Option<f64>,
-    peak_rss_mb: Option<f64>,
-}
-
-fn have_gnu_time() -> bool {
-    Command::new(TIME)
-        .args(["-v", "true"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Runs `cmd` under `/usr/bin/time -v` when it is there (peak RSS), else only timed.
-fn measured(mut cmd: Command) -> Res<(Output, Cost)> {
-    let gnu = have_gnu_time();
-    let mut run = if gnu {
-        let mut c = Command::new(TIME);
-        c.arg("-v").arg(cmd.get_program()).args(cmd.get_args());
-        for (k, v) in cmd.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        c
-    } else {
-        std::mem::replace(&mut cmd, Command::new("true"))
-    };
-    let started = Instant::now();
-    let out = run.output()?;
-    let mut cost = Cost {
-        wall_s: started.elapsed().as_secs_f64(),
-        ..Cost::default()
-    };
-    if gnu {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let field = |name: &str| {
-            err.lines()
-                .find_map(|l| l.trim().strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-        };
-        let secs = |name: &str| field(name).and_then(|v| v.parse::<f64>().ok());
-        if let (Some(u), Some(s)) = (secs("User time (seconds):"), secs("System time (seconds):")) {
-            cost.cpu_s = Some(u + s);
-        }
-        cost.peak_rss_mb = field("Maximum resident set size (kbytes):")
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0);
-        if let Some(w) = field("Elapsed (wall clock) time (h:mm:ss or m:ss):").and_then(|v| {
-            v.split(':')
-                .try_fold(0.0, |acc, p| p.parse::<f64>().ok().map(|x| acc * 60.0 + x))
-        }) {
-            cost.wall_s = w;
-        }
-    }
-    Ok((out, cost))
-}
-
-/// Conversations (not merged) and whether they are exactly the true partition.
-fn conversations(data: &Path, truth: &Truth) -> Res<(usize, bool)> {
-    let store = Store::open(&data.join(STORE_FILE), &StoreOptions::default())?;
-    let r = store.read()?;
-    let mut partition = BTreeSet::new();
-    for c in r.conversations()? {
-        if c.status == Status::Merged {
-            continue;
-        }
-        let ids: BTreeSet<String> = r
-            .conversation_messages(c.id)?
-            .into_iter()
-            .filter_map(|m| m.message_id)
-            .collect();
-        partition.insert(ids);
-    }
-    let n = partition.len();
-    Ok((n, partition == truth.partition()))
-}
-
-fn dir_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    };
-    rd.flatten()
-        .map(|e| {
-            let path = e.path();
-            if path.is_dir() {
-                dir_size(&path)
-            } else {
-                e.metadata().map(|m| m.len()).unwrap_or(0)
-            }
-        })
-        .sum()
-}
 
 struct Row {
     name: String,
     cost: Cost,
     convs: Option<usize>,
     note: String,
-}
-
-fn fmt_opt(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}"))
-        .unwrap_or_else(|| "n/a".into())
 }
 
 fn run_postroom(work: &Path, maildir: &Path, truth: &Truth) -> Res<Row> {
@@ -284,22 +128,8 @@ fn main() -> Res<()> {
     if !args.is_empty() && !args.iter().any(|a| "import".contains(a.as_str())) {
         return Ok(());
     }
-    let seed = env_num("POSTROOM_BENCH_SEED", 2);
-    let count = usize::try_from(env_num("POSTROOM_BENCH_COUNT", 10_000))?;
-    let defaults = GenOptions::default();
-    let opts = GenOptions {
-        count,
-        seed,
-        attach_min: usize::try_from(env_num(
-            "POSTROOM_BENCH_ATTACH_MIN",
-            defaults.attach_min as u64,
-        ))?,
-        attach_max: usize::try_from(env_num(
-            "POSTROOM_BENCH_ATTACH_MAX",
-            defaults.attach_max as u64,
-        ))?,
-        ..defaults
-    };
+    let opts = bench_options()?;
+    let (seed, count) = (opts.seed, opts.count);
     let (maildir, truth) = maildir(&opts)?;
     let work = target_dir().join("bench-data").join("work");
     std::fs::create_dir_all(&work)?;
