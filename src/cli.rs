@@ -437,11 +437,20 @@ fn cmd_fetch(data: &std::path::Path, name: &str) -> Result<(), AppError> {
         .into_iter()
         .find(|a| a.name.eq_ignore_ascii_case(name))
         .ok_or_else(|| AppError::Account(accounts::AccountError::NotFound(name.to_owned())))?;
-    let ctx = dir.fetch_ctx(crate::pipeline::Waker::detached())?;
-    let report = smol::block_on(crate::fetch::pass(&ctx, &acct))
-        .map_err(|e| AppError::Fetch(Box::new(e)))?;
+    // The pipeline works alongside the download, as in `serve`.
+    let (waker, worker) =
+        crate::pipeline::spawn_worker(dir.store.clone(), std::sync::Arc::new(SystemClock));
+    let ctx = dir.fetch_ctx(waker)?;
+    let result = smol::block_on(crate::fetch::pass(&ctx, &acct));
+    drop(ctx);
+    let mut s = worker.join().unwrap_or_default();
+    let report = result.map_err(|e| AppError::Fetch(Box::new(e)))?;
     let settings = dir.settings()?;
-    let s = crate::pipeline::process_pending(&dir.store, &settings, &SystemClock)?;
+    s.add(&crate::pipeline::process_pending(
+        &dir.store,
+        &settings,
+        &SystemClock,
+    )?);
     println!(
         "account {:?}: {} new messages stored, {} already stored, {} removed on the server, {} left there (too large)",
         acct.name, report.stored, report.same_bytes, report.removed, report.oversize

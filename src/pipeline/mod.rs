@@ -24,7 +24,7 @@ use thread::{Matched, ThreadInput, ThreadView};
 /// Raw messages processed per commit.
 const BATCH_ITEMS: usize = 512;
 /// Raw bytes parsed per commit (keeps memory flat on a Pi).
-const BATCH_BYTES: u64 = 8 << 20;
+const BATCH_BYTES: u64 = 4 << 20;
 /// Longest chain of merged conversations we follow.
 const MAX_MERGE_HOPS: u32 = 64;
 
@@ -516,35 +516,40 @@ impl Waker {
 pub fn spawn_worker(
     store: std::sync::Arc<Store>,
     clock: std::sync::Arc<dyn Clock>,
-) -> (Waker, std::thread::JoinHandle<()>) {
+) -> (Waker, std::thread::JoinHandle<Summary>) {
     let (tx, rx) = smol::channel::bounded::<()>(1);
     let handle = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || {
+            let mut total = Summary::default();
             while rx.recv_blocking().is_ok() {
                 let result = store
                     .read()
                     .and_then(|r| Settings::load(&r))
                     .and_then(|settings| process_pending(&store, &settings, clock.as_ref()));
                 match result {
-                    Ok(s) if s.processed > 0 => log::info!(
+                    Ok(s) if s.processed > 0 => {
+                        total.add(&s);
+                        log::info!(
                         "pipeline: {} messages, {} new conversations, {} joined, {} duplicates",
                         s.processed,
                         s.new_conversations,
                         s.joined,
                         s.duplicates
-                    ),
+                        );
+                    }
                     Ok(_) => {}
                     Err(e) => log::error!("pipeline: {e}; the messages stay queued and are retried at the next wake or start"),
                 }
             }
+            total
         });
     match handle {
         Ok(h) => (Waker(tx), h),
         Err(e) => {
             // Without a thread the queue is still processed at the next start.
             log::error!("cannot start the pipeline thread: {e}");
-            (Waker(tx), std::thread::spawn(|| {}))
+            (Waker(tx), std::thread::spawn(Summary::default))
         }
     }
 }
