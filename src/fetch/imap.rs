@@ -340,6 +340,20 @@ impl<'a> Imap<'a> {
         set: &str,
         query: &str,
     ) -> Result<Vec<Fetch>, FetchError> {
+        let mut out = Vec::new();
+        self.fetch_each(step, set, query, |f| out.push(f)).await?;
+        Ok(out)
+    }
+
+    /// Like `fetch`, handing each response to `each` as it arrives, so a batch of message
+    /// bodies is never held twice (the response buffers and our copies).
+    async fn fetch_each(
+        &mut self,
+        step: &str,
+        set: &str,
+        query: &str,
+        mut each: impl FnMut(Fetch),
+    ) -> Result<(), FetchError> {
         let ep = self.ep.clone();
         let stream =
             net::with_timeout(&ep, "sending FETCH", self.session.uid_fetch(set, query)).await;
@@ -353,10 +367,9 @@ impl<'a> Imap<'a> {
                 });
             }
         };
-        let mut out = Vec::new();
         loop {
             match net::with_timeout(&ep, "receiving messages", stream.next()).await {
-                Ok(Some(Ok(f))) => out.push(f),
+                Ok(Some(Ok(f))) => each(f),
                 Ok(Some(Err(e))) => return Err(imap_err(self.acct, &self.server, step, e, "")),
                 Ok(None) => break,
                 Err(e) => {
@@ -367,7 +380,7 @@ impl<'a> Imap<'a> {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// `UID STORE` / `UID EXPUNGE` and friends: run and drain the responses.
@@ -681,42 +694,40 @@ impl<'a> Imap<'a> {
         report: &mut PassReport,
     ) -> Result<(), FetchError> {
         let uids: Vec<u32> = batch.iter().map(|(u, _)| *u).collect();
-        let fetched = self
-            .fetch(
-                "UID FETCH BODY.PEEK[]",
-                &uid_set(&uids),
-                "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] BODY.PEEK[])",
-            )
-            .await?;
-        let mut items = Vec::with_capacity(fetched.len());
-        for f in &fetched {
-            let (Some(uid), Some(body)) = (f.uid, f.body()) else {
-                continue;
-            };
-            if !uids.contains(&uid) {
-                continue; // an unsolicited FETCH (flag change by another client)
-            }
-            if let Some(size) = f.size
-                && body.len() as u64 != u64::from(size)
-            {
-                comm_log(
-                    self.ctx,
-                    self.acct,
-                    Level::Warn,
-                    format!(
+        let mut items = Vec::with_capacity(uids.len());
+        let mut odd_sizes = Vec::new();
+        let (acct_id, acct_name) = (self.acct.id, self.acct.name.clone());
+        self.fetch_each(
+            "UID FETCH BODY.PEEK[]",
+            &uid_set(&uids),
+            "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] BODY.PEEK[])",
+            |f| {
+                let (Some(uid), Some(body)) = (f.uid, f.body()) else {
+                    return;
+                };
+                if !uids.contains(&uid) {
+                    return; // an unsolicited FETCH (flag change by another client)
+                }
+                if let Some(size) = f.size
+                    && body.len() as u64 != u64::from(size)
+                {
+                    odd_sizes.push(format!(
                         "{folder:?} UID {uid}: the server announced {size} bytes but sent {}; stored as sent",
                         body.len()
-                    ),
-                );
-            }
-            items.push(Taken {
-                key: ItemKey::imap(self.acct.id, folder, uidvalidity, uid),
-                bytes: body.to_vec(),
-                message_id: f.header().and_then(header_message_id),
-                source: format!("imap:{}/{folder}/{uidvalidity}/{uid}", self.acct.name),
-            });
+                    ));
+                }
+                items.push(Taken {
+                    key: ItemKey::imap(acct_id, folder, uidvalidity, uid),
+                    bytes: body.to_vec(),
+                    message_id: f.header().and_then(header_message_id),
+                    source: format!("imap:{acct_name}/{folder}/{uidvalidity}/{uid}"),
+                });
+            },
+        )
+        .await?;
+        for text in odd_sizes {
+            comm_log(self.ctx, self.acct, Level::Warn, text);
         }
-        drop(fetched);
         if let Some(&max) = uids.iter().max() {
             advance(cursor, hold, max);
         }

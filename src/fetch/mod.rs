@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Bytes fetched per commit: one fsync per batch, memory stays flat.
-pub const BATCH_BYTES: u64 = 8 << 20;
+pub const BATCH_BYTES: u64 = 4 << 20;
 /// Messages fetched per commit.
 pub const BATCH_ITEMS: usize = 200;
 /// The size recorded for a message skipped because the account takes only new mail:
