@@ -20,6 +20,19 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// `println!` that ends quietly when stdout is closed (`postroom conversations | head`),
+/// instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 /// Postroom: the office's shared mailboxes as a helpdesk, in one small program.
 ///
 /// Start the service with `postroom serve`; everything lives in one data directory.
@@ -299,7 +312,7 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
             let a = dir
                 .store
                 .write(|tx| accounts::add(tx, &keys, &input).map_err(AppError::Account))?;
-            println!(
+            out!(
                 "added account {:?}: {} {}:{} ({}), user {}, folders {}, after fetch: {}{}",
                 a.name,
                 a.protocol.as_str(),
@@ -311,7 +324,7 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
                 a.after,
                 if a.enabled { "" } else { " (disabled)" }
             );
-            println!("check it with: postroom account check {}", a.name);
+            out!("check it with: postroom account check {}", a.name);
         }
         AccountCmd::Edit {
             name,
@@ -323,7 +336,7 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
             let a = dir
                 .store
                 .write(|tx| accounts::edit(tx, &keys, &name, &input).map_err(AppError::Account))?;
-            println!("changed account {:?}", a.name);
+            out!("changed account {:?}", a.name);
         }
         AccountCmd::List { json: json_out } => {
             let r = dir.store.read()?;
@@ -335,7 +348,7 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
                 return Ok(());
             }
             if list.is_empty() {
-                println!(
+                out!(
                     "no accounts yet; add one with: postroom account add NAME --host HOST --user USER --password-file FILE"
                 );
             }
@@ -345,7 +358,7 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
                     .iter()
                     .map(|f| r.taken_count(a.id, f).unwrap_or(0))
                     .sum();
-                println!(
+                out!(
                     "{:<16} {:<4} {}:{} {:<8} user {}  folders {}  after {}  {}  ({} messages remembered)",
                     a.name,
                     a.protocol.as_str(),
@@ -364,7 +377,7 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
             let a = dir
                 .store
                 .write(|tx| accounts::remove(tx, &name).map_err(AppError::Account))?;
-            println!(
+            out!(
                 "removed account {:?}; the conversations it brought in stay",
                 a.name
             );
@@ -378,7 +391,7 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
                 .find(|a| a.name.eq_ignore_ascii_case(&name))
                 .ok_or_else(|| AppError::Account(accounts::AccountError::NotFound(name.clone())))?;
             let ctx = dir.fetch_ctx(crate::pipeline::Waker::detached())?;
-            println!(
+            out!(
                 "checking account {:?}: {} {}:{} ({})",
                 acct.name,
                 acct.protocol.as_str(),
@@ -389,7 +402,7 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
             let mut n = 0;
             let ok = smol::block_on(crate::fetch::check::check(&ctx, &acct, &mut |s| {
                 n += 1;
-                println!(
+                out!(
                     "{n}. {} {:<12} {} ({} ms)",
                     if s.ok { "ok  " } else { "FAIL" },
                     s.name,
@@ -403,7 +416,7 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
                     acct.name
                 )));
             }
-            println!("account {:?} works", acct.name);
+            out!("account {:?} works", acct.name);
         }
         AccountCmd::Enable { name } => set_enabled(&dir, &name, true)?,
         AccountCmd::Disable { name } => set_enabled(&dir, &name, false)?,
@@ -420,7 +433,7 @@ fn set_enabled(dir: &DataDir, name: &str, on: bool) -> Result<(), AppError> {
     let a = dir
         .store
         .write(|tx| accounts::edit(tx, &keys, name, &input).map_err(AppError::Account))?;
-    println!(
+    out!(
         "account {:?} {}",
         a.name,
         if on { "enabled" } else { "disabled" }
@@ -451,16 +464,21 @@ fn cmd_fetch(data: &std::path::Path, name: &str) -> Result<(), AppError> {
         &settings,
         &SystemClock,
     )?);
-    println!(
+    out!(
         "account {:?}: {} new messages stored, {} already stored, {} removed on the server, {} left there (too large)",
-        acct.name, report.stored, report.same_bytes, report.removed, report.oversize
+        acct.name,
+        report.stored,
+        report.same_bytes,
+        report.removed,
+        report.oversize
     );
     for n in &report.notes {
-        println!("  note: {n}");
+        out!("  note: {n}");
     }
-    println!(
+    out!(
         "  {} new conversations, {} messages joined existing ones",
-        s.new_conversations, s.joined
+        s.new_conversations,
+        s.joined
     );
     Ok(())
 }
@@ -528,14 +546,14 @@ fn cmd_import(
     }
     let secs = started.elapsed().as_secs_f64().max(0.001);
     let p = &report.pipeline;
-    println!(
+    out!(
         "imported {} messages from {} files in {:.1} s ({:.0} messages/s)",
         report.messages,
         report.files,
         secs,
         report.messages as f64 / secs
     );
-    println!(
+    out!(
         "  {} stored, {} duplicates ({} identical bytes, {} same Message-ID), {} with warnings",
         report.stored,
         report.duplicates(),
@@ -543,12 +561,14 @@ fn cmd_import(
         p.duplicates,
         p.with_warnings
     );
-    println!(
+    out!(
         "  {} new conversations, {} messages joined existing ones, {} conversations merged",
-        p.new_conversations, p.joined, p.merged_conversations
+        p.new_conversations,
+        p.joined,
+        p.merged_conversations
     );
     if p.with_warnings > 0 {
-        println!("  see the warnings with: postroom log");
+        out!("  see the warnings with: postroom log");
     }
     if !report.failed.is_empty() {
         for f in &report.failed {
@@ -631,7 +651,7 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    out!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 fn cmd_conversations(
@@ -670,9 +690,13 @@ fn cmd_conversations(
         ));
         return Ok(());
     }
-    println!(
+    out!(
         "{:>6}  {:<7}  {:<44}  {:<28}  {:>4}  LAST ACTIVITY (UTC)",
-        "ID", "STATUS", "SUBJECT", "CUSTOMER", "MSGS"
+        "ID",
+        "STATUS",
+        "SUBJECT",
+        "CUSTOMER",
+        "MSGS"
     );
     for c in &convs {
         let customer = c
@@ -686,7 +710,7 @@ fn cmd_conversations(
                 }
             })
             .unwrap_or_default();
-        println!(
+        out!(
             "{:>6}  {:<7}  {:<44}  {:<28}  {:>4}  {}",
             c.id,
             c.status,
@@ -697,7 +721,7 @@ fn cmd_conversations(
         );
     }
     if total > convs.len() {
-        println!("({} of {total} shown; --limit 0 shows all)", convs.len());
+        out!("({} of {total} shown; --limit 0 shows all)", convs.len());
     }
     Ok(())
 }
@@ -733,8 +757,8 @@ fn cmd_conversation(data: &std::path::Path, id: u64, json_out: bool) -> Result<(
         print_json(&v);
         return Ok(());
     }
-    println!("#{} {}", conv.id, conv.subject);
-    println!(
+    out!("#{} {}", conv.id, conv.subject);
+    out!(
         "status {}, {} messages, customer {}, last activity {} UTC",
         conv.status,
         conv.message_count,
@@ -745,13 +769,13 @@ fn cmd_conversation(data: &std::path::Path, id: u64, json_out: bool) -> Result<(
         format_utc(conv.last_activity)
     );
     for m in &msgs {
-        println!();
+        out!();
         let arrow = match m.direction {
             Direction::In => "<-",
             Direction::Out => "->",
         };
         let flags = m.flags.names();
-        println!(
+        out!(
             "{arrow} message {} {}  {}{}",
             m.id,
             format_utc(m.date),
@@ -765,22 +789,22 @@ fn cmd_conversation(data: &std::path::Path, id: u64, json_out: bool) -> Result<(
                 format!("  [{}]", flags.join(", "))
             }
         );
-        println!("   Subject: {}", m.subject);
+        out!("   Subject: {}", m.subject);
         if let Some(mid) = &m.message_id {
-            println!("   Message-ID: <{mid}>");
+            out!("   Message-ID: <{mid}>");
         }
         if m.attachments > 0 {
-            println!("   {} attachment(s)", m.attachments);
+            out!("   {} attachment(s)", m.attachments);
         }
         if !m.preview.is_empty() {
-            println!("   {}", m.preview);
+            out!("   {}", m.preview);
         }
         for w in &m.warnings {
-            println!("   warning: {w}");
+            out!("   warning: {w}");
         }
         if m.raw.0 != 0 {
             let also: Vec<String> = m.also_raw.iter().map(|r| r.to_string()).collect();
-            println!(
+            out!(
                 "   raw {}{} (postroom raw {})",
                 m.raw,
                 if also.is_empty() {
@@ -832,7 +856,7 @@ fn cmd_log(data: &std::path::Path, limit: usize, json_out: bool) -> Result<(), A
         return Ok(());
     }
     for e in entries {
-        println!(
+        out!(
             "{} {:<5} {:<9} {}",
             format_utc(e.at.div_euclid(1000)),
             e.level.as_str(),
@@ -854,24 +878,24 @@ fn cmd_settings(
             let r = dir.store.read()?;
             for def in config::SETTINGS {
                 let v = r.setting(def.key)?;
-                println!(
+                out!(
                     "{} = {:?}{}",
                     def.key,
                     v.as_deref().unwrap_or(def.default),
                     if v.is_none() { " (default)" } else { "" }
                 );
-                println!("    {}", def.help);
+                out!("    {}", def.help);
             }
         }
         (Some(k), None) => {
             let def = config::setting_def(&k)?;
             let v = dir.store.read()?.setting(&k)?;
-            println!("{}", v.as_deref().unwrap_or(def.default));
+            out!("{}", v.as_deref().unwrap_or(def.default));
         }
         (Some(k), Some(v)) => {
             dir.store
                 .write(|tx| config::set(tx, &k, &v).map_err(AppError::from))?;
-            println!("{k} = {v:?}");
+            out!("{k} = {v:?}");
         }
     }
     Ok(())

@@ -222,3 +222,34 @@ fn import_into_a_named_mailbox_and_log_tells_what_happened() {
         "{log}"
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_the_listing_quietly_instead_of_panicking() {
+    let t = tmp();
+    let mail = t.path().join("Maildir");
+    let opts = crate::genmail::GenOptions {
+        count: 1500,
+        seed: 5,
+        attach_min: 1000,
+        attach_max: 2000,
+        ..Default::default()
+    };
+    crate::genmail::write_maildir(&mail, &opts).unwrap();
+    let data = t.path().join("data");
+    run_ok(&data, &["import", "--quiet", mail.to_str().unwrap()]);
+    // Far more than a pipe buffer of JSON; read one line and close the pipe.
+    let mut child = cmd(&data, &["conversations", "--json", "--limit", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first.trim(), "[");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}
