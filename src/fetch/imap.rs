@@ -158,6 +158,48 @@ fn advance(cursor: &mut FolderCursor, hold: Option<u32>, uid: u32) {
     cursor.last_uid = cursor.last_uid.max(to);
 }
 
+/// Sends a command that answers with a stream of responses, within the step timeout.
+async fn started<S>(
+    acct: &AccountRecord,
+    server: &str,
+    ep: &Endpoint,
+    step: &str,
+    what: &'static str,
+    command: impl std::future::Future<Output = Result<S, ImapError>>,
+) -> Result<S, FetchError> {
+    match net::with_timeout(ep, what, command).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(imap_err(acct, server, step, e, "")),
+        Err(error) => Err(FetchError::Net {
+            account: acct.name.clone(),
+            error,
+        }),
+    }
+}
+
+/// Reads every response of a command, each within the step timeout.
+async fn drain<T>(
+    acct: &AccountRecord,
+    server: &str,
+    ep: &Endpoint,
+    step: &str,
+    what: &'static str,
+    stream: impl smol::stream::Stream<Item = Result<T, ImapError>>,
+    mut each: impl FnMut(T),
+) -> Result<(), FetchError> {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(r) = net::with_timeout(ep, what, stream.next())
+        .await
+        .map_err(|error| FetchError::Net {
+            account: acct.name.clone(),
+            error,
+        })?
+    {
+        each(r.map_err(|e| imap_err(acct, server, step, e, ""))?);
+    }
+    Ok(())
+}
+
 /// Compact UID set: `1:5,7,9:12`.
 pub fn uid_set(uids: &[u32]) -> String {
     let mut out = String::new();
@@ -355,86 +397,73 @@ impl<'a> Imap<'a> {
         mut each: impl FnMut(Fetch),
     ) -> Result<(), FetchError> {
         let ep = self.ep.clone();
-        let stream =
-            net::with_timeout(&ep, "sending FETCH", self.session.uid_fetch(set, query)).await;
-        let mut stream = match stream {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(imap_err(self.acct, &self.server, step, e, "")),
-            Err(e) => {
-                return Err(FetchError::Net {
-                    account: self.acct.name.clone(),
-                    error: e,
-                });
-            }
-        };
-        loop {
-            match net::with_timeout(&ep, "receiving messages", stream.next()).await {
-                Ok(Some(Ok(f))) => each(f),
-                Ok(Some(Err(e))) => return Err(imap_err(self.acct, &self.server, step, e, "")),
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(FetchError::Net {
-                        account: self.acct.name.clone(),
-                        error: e,
-                    });
-                }
-            }
-        }
-        Ok(())
+        let stream = started(
+            self.acct,
+            &self.server,
+            &ep,
+            step,
+            "sending FETCH",
+            self.session.uid_fetch(set, query),
+        )
+        .await?;
+        drain(
+            self.acct,
+            &self.server,
+            &ep,
+            step,
+            "receiving messages",
+            stream,
+            &mut each,
+        )
+        .await
     }
 
-    /// `UID STORE` / `UID EXPUNGE` and friends: run and drain the responses.
+    /// `UID STORE`: run and drain the responses.
     async fn store_flags(&mut self, set: &str, flags: &str) -> Result<(), FetchError> {
         let ep = self.ep.clone();
         let step = format!("UID STORE {flags}");
-        let mut stream =
-            match net::with_timeout(&ep, "storing flags", self.session.uid_store(set, flags)).await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(imap_err(self.acct, &self.server, &step, e, "")),
-                Err(e) => {
-                    return Err(FetchError::Net {
-                        account: self.acct.name.clone(),
-                        error: e,
-                    });
-                }
-            };
-        while let Some(r) = net::with_timeout(&ep, "storing flags", stream.next())
-            .await
-            .map_err(|error| FetchError::Net {
-                account: self.acct.name.clone(),
-                error,
-            })?
-        {
-            r.map_err(|e| imap_err(self.acct, &self.server, &step, e, ""))?;
-        }
-        Ok(())
+        let stream = started(
+            self.acct,
+            &self.server,
+            &ep,
+            &step,
+            "storing flags",
+            self.session.uid_store(set, flags),
+        )
+        .await?;
+        drain(
+            self.acct,
+            &self.server,
+            &ep,
+            &step,
+            "storing flags",
+            stream,
+            |_| {},
+        )
+        .await
     }
 
     async fn uid_expunge(&mut self, set: &str) -> Result<(), FetchError> {
         let ep = self.ep.clone();
-        let stream = match net::with_timeout(&ep, "expunging", self.session.uid_expunge(set)).await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(imap_err(self.acct, &self.server, "UID EXPUNGE", e, "")),
-            Err(e) => {
-                return Err(FetchError::Net {
-                    account: self.acct.name.clone(),
-                    error: e,
-                });
-            }
-        };
-        let mut stream = std::pin::pin!(stream);
-        while let Some(r) = net::with_timeout(&ep, "expunging", stream.next())
-            .await
-            .map_err(|error| FetchError::Net {
-                account: self.acct.name.clone(),
-                error,
-            })?
-        {
-            r.map_err(|e| imap_err(self.acct, &self.server, "UID EXPUNGE", e, ""))?;
-        }
-        Ok(())
+        let stream = started(
+            self.acct,
+            &self.server,
+            &ep,
+            "UID EXPUNGE",
+            "expunging",
+            self.session.uid_expunge(set),
+        )
+        .await?;
+        drain(
+            self.acct,
+            &self.server,
+            &ep,
+            "UID EXPUNGE",
+            "expunging",
+            stream,
+            |_| {},
+        )
+        .await
     }
 
     /// Expunges without UIDPLUS, but only when every `\Deleted` message is one of ours.
@@ -446,26 +475,25 @@ impl<'a> Imap<'a> {
             .map_err(|e| self.err("UID SEARCH DELETED", e, ""))?;
         let ours: BTreeSet<u32> = ours.iter().copied().collect();
         if deleted.iter().all(|u| ours.contains(u)) {
-            let stream = match net::with_timeout(&ep, "expunging", self.session.expunge()).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(imap_err(self.acct, &self.server, "EXPUNGE", e, "")),
-                Err(e) => {
-                    return Err(FetchError::Net {
-                        account: self.acct.name.clone(),
-                        error: e,
-                    });
-                }
-            };
-            let mut stream = std::pin::pin!(stream);
-            while let Some(r) = net::with_timeout(&ep, "expunging", stream.next())
-                .await
-                .map_err(|error| FetchError::Net {
-                    account: self.acct.name.clone(),
-                    error,
-                })?
-            {
-                r.map_err(|e| imap_err(self.acct, &self.server, "EXPUNGE", e, ""))?;
-            }
+            let stream = started(
+                self.acct,
+                &self.server,
+                &ep,
+                "EXPUNGE",
+                "expunging",
+                self.session.expunge(),
+            )
+            .await?;
+            drain(
+                self.acct,
+                &self.server,
+                &ep,
+                "EXPUNGE",
+                "expunging",
+                stream,
+                |_| {},
+            )
+            .await?;
             Ok(true)
         } else {
             Ok(false)
