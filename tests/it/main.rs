@@ -17,6 +17,7 @@ mod cli;
 mod corpus;
 mod crash;
 mod dovecot_selftest;
+mod fakeserver;
 mod import;
 mod intake;
 mod store;
