@@ -72,7 +72,13 @@ pub fn process_pending_with(
     let mut total = Summary::default();
     loop {
         let reader = store.read()?;
-        let ids = reader.pending(BATCH_ITEMS, BATCH_BYTES)?;
+        // Bytes handed over in memory cost nothing more to hold: one commit for them all.
+        let max_bytes = if in_memory.is_empty() {
+            BATCH_BYTES
+        } else {
+            u64::MAX
+        };
+        let ids = reader.pending(BATCH_ITEMS, max_bytes)?;
         if ids.is_empty() {
             return Ok(total);
         }
