@@ -289,6 +289,16 @@ impl ItemKey {
             item: uidl.to_owned(),
         }
     }
+    /// The key as stored in the `TAKEN` and `SKIPPED` tables.
+    fn parts(&self) -> (u64, &str, u32, &str) {
+        (
+            self.account.0,
+            self.folder.as_str(),
+            self.uidvalidity,
+            self.item.as_str(),
+        )
+    }
+
     /// The IMAP UID, if the item is one.
     pub fn uid(&self) -> Option<u32> {
         self.item.parse().ok()
@@ -363,14 +373,7 @@ impl<'t> Tx<'t> {
         account: AccountId,
         folder: &str,
     ) -> Result<Option<FolderCursor>, StoreError> {
-        match self
-            .cursors
-            .get((account.0, folder))
-            .ctx("reading a cursor")?
-        {
-            Some(g) => Ok(Some(codec::decode_cursor(g.value())?)),
-            None => Ok(None),
-        }
+        get_cursor(&self.cursors, account, folder)
     }
 
     pub fn put_cursor(
@@ -386,44 +389,19 @@ impl<'t> Tx<'t> {
     }
 
     pub fn taken(&self, k: &ItemKey) -> Result<Option<TakenRecord>, StoreError> {
-        match self
-            .taken
-            .get((
-                k.account.0,
-                k.folder.as_str(),
-                k.uidvalidity,
-                k.item.as_str(),
-            ))
-            .ctx("reading a taken message")?
-        {
-            Some(g) => Ok(Some(codec::decode_taken(g.value())?)),
-            None => Ok(None),
-        }
+        get_taken(&self.taken, k)
     }
 
     pub fn put_taken(&mut self, k: &ItemKey, t: &TakenRecord) -> Result<(), StoreError> {
         self.taken
-            .insert(
-                (
-                    k.account.0,
-                    k.folder.as_str(),
-                    k.uidvalidity,
-                    k.item.as_str(),
-                ),
-                codec::encode_taken(t).as_slice(),
-            )
+            .insert(k.parts(), codec::encode_taken(t).as_slice())
             .ctx("recording a taken message")?;
         Ok(())
     }
 
     pub fn remove_taken(&mut self, k: &ItemKey) -> Result<(), StoreError> {
         self.taken
-            .remove((
-                k.account.0,
-                k.folder.as_str(),
-                k.uidvalidity,
-                k.item.as_str(),
-            ))
+            .remove(k.parts())
             .ctx("forgetting a taken message")?;
         Ok(())
     }
@@ -438,29 +416,12 @@ impl<'t> Tx<'t> {
     }
 
     pub fn skipped(&self, k: &ItemKey) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .skipped
-            .get((
-                k.account.0,
-                k.folder.as_str(),
-                k.uidvalidity,
-                k.item.as_str(),
-            ))
-            .ctx("reading a skipped message")?
-            .map(|g| g.value()))
+        get_skipped(&self.skipped, k)
     }
 
     pub fn put_skipped(&mut self, k: &ItemKey, size: u64) -> Result<(), StoreError> {
         self.skipped
-            .insert(
-                (
-                    k.account.0,
-                    k.folder.as_str(),
-                    k.uidvalidity,
-                    k.item.as_str(),
-                ),
-                size,
-            )
+            .insert(k.parts(), size)
             .ctx("recording a skipped message")?;
         Ok(())
     }
@@ -781,6 +742,37 @@ fn read_blob(
 
 type TakenKey = (u64, &'static str, u32, &'static str);
 
+fn get_taken(
+    table: &impl ReadableTable<TakenKey, &'static [u8]>,
+    k: &ItemKey,
+) -> Result<Option<TakenRecord>, StoreError> {
+    match table.get(k.parts()).ctx("reading a taken message")? {
+        Some(g) => Ok(Some(codec::decode_taken(g.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn get_skipped(
+    table: &impl ReadableTable<TakenKey, u64>,
+    k: &ItemKey,
+) -> Result<Option<u64>, StoreError> {
+    Ok(table
+        .get(k.parts())
+        .ctx("reading a skipped message")?
+        .map(|g| g.value()))
+}
+
+fn get_cursor(
+    table: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    account: AccountId,
+    folder: &str,
+) -> Result<Option<FolderCursor>, StoreError> {
+    match table.get((account.0, folder)).ctx("reading a cursor")? {
+        Some(g) => Ok(Some(codec::decode_cursor(g.value())?)),
+        None => Ok(None),
+    }
+}
+
 fn taken_range(
     table: &impl ReadableTable<TakenKey, &'static [u8]>,
     account: AccountId,
@@ -1012,35 +1004,17 @@ impl Reader {
     }
 
     pub fn taken(&self, k: &ItemKey) -> Result<Option<TakenRecord>, StoreError> {
-        let Some(t) = read_table!(self, TAKEN) else {
-            return Ok(None);
-        };
-        match t
-            .get((
-                k.account.0,
-                k.folder.as_str(),
-                k.uidvalidity,
-                k.item.as_str(),
-            ))
-            .ctx("reading a taken message")?
-        {
-            Some(g) => Ok(Some(codec::decode_taken(g.value())?)),
+        match read_table!(self, TAKEN) {
+            Some(t) => get_taken(&t, k),
             None => Ok(None),
         }
     }
 
     pub fn skipped(&self, k: &ItemKey) -> Result<Option<u64>, StoreError> {
-        let Some(t) = read_table!(self, SKIPPED) else {
-            return Ok(None);
-        };
-        Ok(t.get((
-            k.account.0,
-            k.folder.as_str(),
-            k.uidvalidity,
-            k.item.as_str(),
-        ))
-        .ctx("reading a skipped message")?
-        .map(|g| g.value()))
+        match read_table!(self, SKIPPED) {
+            Some(t) => get_skipped(&t, k),
+            None => Ok(None),
+        }
     }
 
     /// Everything taken from one folder of an account, in key order.
@@ -1055,20 +1029,9 @@ impl Reader {
         }
     }
 
-    /// How many messages are remembered as taken from each folder of an account.
+    /// How many messages are remembered as taken from a folder of an account.
     pub fn taken_count(&self, account: AccountId, folder: &str) -> Result<u64, StoreError> {
-        let Some(t) = read_table!(self, TAKEN) else {
-            return Ok(0);
-        };
-        let mut n = 0;
-        for item in t
-            .range((account.0, folder, 0u32, "")..=(account.0, folder, u32::MAX, "\u{10FFFF}"))
-            .ctx("counting taken messages")?
-        {
-            item.ctx("counting taken messages")?;
-            n += 1;
-        }
-        Ok(n)
+        Ok(self.taken_in_folder(account, folder)?.len() as u64)
     }
 
     pub fn cursor(
@@ -1076,11 +1039,8 @@ impl Reader {
         account: AccountId,
         folder: &str,
     ) -> Result<Option<FolderCursor>, StoreError> {
-        let Some(t) = read_table!(self, CURSORS) else {
-            return Ok(None);
-        };
-        match t.get((account.0, folder)).ctx("reading a cursor")? {
-            Some(g) => Ok(Some(codec::decode_cursor(g.value())?)),
+        match read_table!(self, CURSORS) {
+            Some(t) => get_cursor(&t, account, folder),
             None => Ok(None),
         }
     }
