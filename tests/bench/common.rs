@@ -194,3 +194,43 @@ pub fn fmt_opt(v: Option<f64>, prec: usize) -> String {
     v.map(|x| format!("{x:.prec$}"))
         .unwrap_or_else(|| "n/a".into())
 }
+
+/// One line of a benchmark's results table.
+pub struct Row {
+    pub name: String,
+    pub cost: Cost,
+    pub convs: Option<usize>,
+    pub note: String,
+}
+
+/// The results table both benchmarks print: a row per run, the truth, the targets
+/// (wall, messages/s and peak RSS columns).
+pub fn print_table(rows: &[Row], count: usize, true_convs: usize, targets: [&str; 3]) {
+    println!(
+        "{:<22} {:>8} {:>8} {:>9} {:>12} {:>14}  notes",
+        "run", "wall s", "cpu s", "msgs/s", "peak RSS MB", "conversations"
+    );
+    for r in rows {
+        println!(
+            "{:<22} {:>8.2} {:>8} {:>9.0} {:>12} {:>14}  {}",
+            r.name,
+            r.cost.wall_s,
+            fmt_opt(r.cost.cpu_s, 2),
+            count as f64 / r.cost.wall_s.max(1e-3),
+            fmt_opt(r.cost.peak_rss_mb, 1),
+            r.convs
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "n/a".into()),
+            r.note
+        );
+    }
+    println!(
+        "{:<22} {:>8} {:>8} {:>9} {:>12} {:>14}  new + auto-replies",
+        "truth", "", "", "", "", true_convs
+    );
+    let [wall, rate, rss] = targets;
+    println!(
+        "{:<22} {:>8} {:>8} {:>9} {:>12} {:>14}",
+        "target (postroom)", wall, "", rate, rss, ""
+    );
+}

@@ -35,8 +35,8 @@ mod dovecot;
 mod common;
 
 use common::{
-    Cost, Res, TIME, bench_options, conversations, dir_size, env_num, fmt_opt, have_gnu_time,
-    maildir, measured, target_dir,
+    Cost, Res, Row, TIME, bench_options, conversations, dir_size, env_num, fmt_opt, have_gnu_time,
+    maildir, measured, print_table, target_dir,
 };
 use dovecot::Dovecot;
 use genmail::Truth;
@@ -54,13 +54,6 @@ const IDLE_USER: &str = "idle";
 const PASSWORD: &str = "bench-pw-1";
 /// How long one IDLE probe may take before it counts as lost.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-struct Row {
-    name: String,
-    cost: Cost,
-    convs: Option<usize>,
-    note: String,
-}
 
 /// The Maildir's messages in name order (= generation order).
 fn message_files(maildir: &Path) -> Res<Vec<PathBuf>> {
@@ -496,43 +489,17 @@ fn main() -> Res<()> {
     let idle = run_idle(&work, &d, rounds);
 
     println!();
-    println!(
-        "{:<22} {:>8} {:>8} {:>9} {:>12} {:>14}  notes",
-        "run", "wall s", "cpu s", "msgs/s", "peak RSS MB", "conversations"
-    );
     let peer = rows.first().map(|r| r.cost.wall_s);
     rows.push(ours);
-    for r in &rows {
-        println!(
-            "{:<22} {:>8.2} {:>8} {:>9.0} {:>12} {:>14}  {}",
-            r.name,
-            r.cost.wall_s,
-            fmt_opt(r.cost.cpu_s, 2),
-            count as f64 / r.cost.wall_s.max(1e-3),
-            fmt_opt(r.cost.peak_rss_mb, 1),
-            r.convs
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "n/a".into()),
-            r.note
-        );
-    }
-    println!(
-        "{:<22} {:>8} {:>8} {:>9} {:>12} {:>14}  new + auto-replies",
-        "truth",
-        "",
-        "",
-        "",
-        "",
-        truth.conversations()
-    );
-    println!(
-        "{:<22} {:>8} {:>8} {:>9} {:>12} {:>14}",
-        "target (postroom)",
-        format!("<={TARGET_RATIO:.1}x"),
-        "",
-        "",
-        format!("<={TARGET_RSS_MB:.0}"),
-        ""
+    print_table(
+        &rows,
+        count,
+        truth.conversations(),
+        [
+            &format!("<={TARGET_RATIO:.1}x"),
+            "",
+            &format!("<={TARGET_RSS_MB:.0}"),
+        ],
     );
 
     let ours = rows.last().expect("postroom row");

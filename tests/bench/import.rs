@@ -19,8 +19,8 @@ mod genmail;
 mod common;
 
 use common::{
-    Cost, Res, TIME, bench_options, conversations, dir_size, fmt_opt, have_gnu_time, maildir,
-    measured, target_dir,
+    Res, Row, TIME, bench_options, conversations, dir_size, fmt_opt, have_gnu_time, maildir,
+    measured, print_table, target_dir,
 };
 use genmail::Truth;
 use std::path::Path;
@@ -28,13 +28,6 @@ use std::process::Command;
 
 const TARGET_RATE: f64 = 1500.0;
 const TARGET_RSS_MB: f64 = 40.0;
-
-struct Row {
-    name: String,
-    cost: Cost,
-    convs: Option<usize>,
-    note: String,
-}
 
 fn run_postroom(work: &Path, maildir: &Path, truth: &Truth) -> Res<Row> {
     let data = work.join("postroom-data");
@@ -153,41 +146,15 @@ fn main() -> Res<()> {
     }
 
     println!();
-    println!(
-        "{:<22} {:>8} {:>8} {:>9} {:>12} {:>14}  notes",
-        "run", "wall s", "cpu s", "msgs/s", "peak RSS MB", "conversations"
-    );
-    for r in &rows {
-        println!(
-            "{:<22} {:>8.2} {:>8} {:>9.0} {:>12} {:>14}  {}",
-            r.name,
-            r.cost.wall_s,
-            fmt_opt(r.cost.cpu_s, 2),
-            count as f64 / r.cost.wall_s.max(1e-3),
-            fmt_opt(r.cost.peak_rss_mb, 1),
-            r.convs
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "n/a".into()),
-            r.note
-        );
-    }
-    println!(
-        "{:<22} {:>8} {:>8} {:>9} {:>12} {:>14}  new + auto-replies",
-        "truth",
-        "",
-        "",
-        "",
-        "",
-        truth.conversations()
-    );
-    println!(
-        "{:<22} {:>8} {:>8} {:>9} {:>12} {:>14}",
-        "target (postroom)",
-        "",
-        "",
-        format!(">={TARGET_RATE:.0}"),
-        format!("<={TARGET_RSS_MB:.0}"),
-        ""
+    print_table(
+        &rows,
+        count,
+        truth.conversations(),
+        [
+            "",
+            &format!(">={TARGET_RATE:.0}"),
+            &format!("<={TARGET_RSS_MB:.0}"),
+        ],
     );
     let Some(ours) = rows.first() else {
         return Ok(());

@@ -619,34 +619,12 @@ fn many_header_lines(n: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
-/// Base64 with CRLF every 76 characters, as mail clients write it.
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for (i, c) in data.chunks(3).enumerate() {
-        let n = u32::from(c[0]) << 16
-            | u32::from(*c.get(1).unwrap_or(&0)) << 8
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for k in 0..4 {
-            out.push(if k <= c.len() {
-                T[(n >> (18 - 6 * k)) as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-        if i % 19 == 18 {
-            out.push_str("\r\n");
-        }
-    }
-    out
-}
-
 /// A forwarded message sent base64-encoded whose text nests `depth` more messages: before
 /// the guard, 3,000 levels overflowed the stack in mail-parser and 1,000 took 80 MB.
 fn encoded_forward_nest(depth: usize) -> Vec<u8> {
     format!(
         "{HEAD}Subject: encoded forward nest\r\nMessage-ID: <encoded-nest@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"f\"\r\n\r\n--f\r\nContent-Type: text/plain\r\n\r\nsee the attached mail\r\n--f\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--f--\r\n",
-        base64(&deep_rfc822(depth))
+        crate::genmail::base64_crlf(&deep_rfc822(depth))
     )
     .into_bytes()
 }
@@ -655,7 +633,7 @@ fn encoded_forward_nest(depth: usize) -> Vec<u8> {
 fn encoded_digest_nest(depth: usize) -> Vec<u8> {
     format!(
         "{HEAD}Subject: encoded digest\r\nMessage-ID: <encoded-digest@example.com>\r\nContent-Type: multipart/digest; boundary=\"d\"\r\n\r\n--d\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--d--\r\n",
-        base64(&deep_rfc822(depth))
+        crate::genmail::base64_crlf(&deep_rfc822(depth))
     )
     .into_bytes()
 }

@@ -1175,6 +1175,19 @@ fn base64(data: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Base64 with CRLF after every full 76-character line, as mail clients write it
+/// (no line break after a short last line).
+pub fn base64_crlf(data: &[u8]) -> String {
+    let mut out = Vec::with_capacity(data.len().div_ceil(57) * 78);
+    for chunk in data.chunks(57) {
+        base64_into(chunk, &mut out);
+        if chunk.len() == 57 {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Base64 in 76-character lines (57 input bytes each).
 fn base64_lines(data: &[u8], out: &mut Vec<u8>) {
     out.reserve(data.len() / 57 * 78 + 80);
