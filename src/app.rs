@@ -190,11 +190,12 @@ pub fn prune_log(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError> {
     Ok(n)
 }
 
-/// Runs the service until SIGINT or SIGTERM: the pipeline worker and one fetch task per
-/// enabled account.
+/// Runs the service until SIGINT or SIGTERM: the pipeline worker, one fetch task per
+/// enabled account, and the control socket through which the command line works while
+/// the service runs.
 pub fn serve(data: &Path) -> Result<(), AppError> {
     let clock = SystemClock;
-    let dir = DataDir::open(data, &clock)?;
+    let dir = Arc::new(DataDir::open(data, &clock)?);
     let r = dir.store.read()?;
     log::info!(
         "postroom {} serving data dir {} ({} conversations, {} messages)",
@@ -207,16 +208,18 @@ pub fn serve(data: &Path) -> Result<(), AppError> {
     let (waker, pipeline) = crate::pipeline::spawn_worker(dir.store.clone(), Arc::new(SystemClock));
     prune_log(&dir.store, &clock)?;
     let ctx = dir.fetch_ctx(waker.clone())?;
-    let ex = smol::Executor::new();
-    let (stop, tasks) = crate::fetch::spawn_all(&ctx, &ex)?;
-    let n = tasks.len();
+    let ex = Arc::new(smol::Executor::<'static>::new());
+    let fleet = Arc::new(smol::lock::Mutex::new(crate::fetch::Fleet::new(
+        ctx.clone(),
+        ex.clone(),
+    )));
+    let control = crate::control::bind(&dir.path).map_err(|source| AppError::DataDir {
+        path: crate::control::socket_path(&dir.path),
+        source,
+    })?;
     // Handlers first, then "ready": a signal right after "ready" must stop us cleanly.
     use async_signal::{Signal, Signals};
     let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(AppError::Signals)?;
-    eprintln!(
-        "postroom: ready (data dir {}, {n} accounts); stop with Ctrl-C or SIGTERM",
-        dir.path.display()
-    );
     let housekeeping = ex.spawn({
         let store = dir.store.clone();
         async move {
@@ -229,26 +232,170 @@ pub fn serve(data: &Path) -> Result<(), AppError> {
             }
         }
     });
-    smol::block_on(ex.run(async {
+    let result = smol::block_on(ex.run(async {
+        use smol::future::FutureExt;
         use smol::stream::StreamExt;
-        if let Some(sig) = signals.next().await {
-            let name = match sig {
-                Ok(Signal::Int) => "SIGINT",
-                Ok(Signal::Term) => "SIGTERM",
-                _ => "a signal",
-            };
-            log::info!("{name} received, stopping");
-        }
-        stop.close();
-        for t in tasks {
-            t.await;
-        }
+        fleet.lock().await.reconcile().await?;
+        let n = fleet.lock().await.len();
+        eprintln!(
+            "postroom: ready (data dir {}, {n} accounts); stop with Ctrl-C or SIGTERM",
+            dir.path.display()
+        );
+        let accept = async {
+            loop {
+                match control.accept().await {
+                    Ok((conn, _)) => {
+                        let (dir, ctx, fleet) = (dir.clone(), ctx.clone(), fleet.clone());
+                        ex.spawn(control_conn(conn, dir, ctx, fleet)).detach();
+                    }
+                    Err(e) => {
+                        log::error!("control socket: {e}");
+                        smol::Timer::after(std::time::Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        };
+        let signal = async {
+            if let Some(sig) = signals.next().await {
+                let name = match sig {
+                    Ok(Signal::Int) => "SIGINT",
+                    Ok(Signal::Term) => "SIGTERM",
+                    _ => "a signal",
+                };
+                log::info!("{name} received, stopping");
+            }
+        };
+        accept.or(signal).await;
+        let _ = std::fs::remove_file(crate::control::socket_path(&dir.path));
+        fleet.lock().await.stop_all().await;
         housekeeping.cancel().await;
+        Ok::<(), AppError>(())
     }));
     drop(ctx);
+    drop(fleet);
     drop(waker);
     let _ = pipeline.join();
+    result?;
     drop(dir);
     eprintln!("postroom: stopped cleanly");
     Ok(())
+}
+
+/// Runs one command line sent over the control socket, streaming its output back, then
+/// brings the account tasks in line with what the command may have changed.
+async fn control_conn(
+    mut conn: smol::net::unix::UnixStream,
+    dir: Arc<DataDir>,
+    ctx: FetchCtx,
+    fleet: Arc<smol::lock::Mutex<crate::fetch::Fleet>>,
+) {
+    use crate::control::{Frame, Stream, write_frame};
+    let req = match crate::control::read_request(&mut conn).await {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn!("control socket: unreadable request: {e}");
+            return;
+        }
+    };
+    let (tx, rx) = smol::channel::unbounded::<Frame>();
+    let parsed = <crate::cli::Cli as clap::Parser>::try_parse_from(&req.argv);
+    let mut cmd = match parsed {
+        Ok(cli) => cli.command,
+        Err(e) => {
+            let _ = write_frame(
+                &mut conn,
+                &Frame::Out(Stream::Stderr, e.to_string().into_bytes()),
+            )
+            .await;
+            let _ = write_frame(&mut conn, &Frame::Done(2)).await;
+            return;
+        }
+    };
+    cmd.absolutize(&req.cwd);
+    log::info!("control socket: running `{}`", summary(&req.argv));
+    // A one-off fetch must not race the account's own task: pause it for the pass.
+    let mut paused = None;
+    if let crate::cli::Command::Fetch { name } = &cmd {
+        let mut f = fleet.lock().await;
+        if let Some(id) = f.find(name) {
+            f.stop(id).await;
+            paused = Some(f);
+        }
+    }
+    let run = smol::unblock(move || {
+        crate::control::with_sink(tx.clone(), || {
+            let code = match crate::cli::execute(&dir, cmd, Some(&ctx)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    crate::control::emit(Stream::Stderr, format!("error: {e}\n").as_bytes());
+                    1
+                }
+            };
+            let _ = tx.send_blocking(Frame::Done(code));
+        })
+    });
+    let forward = async {
+        while let Ok(frame) = rx.recv().await {
+            let done = matches!(frame, Frame::Done(_));
+            if write_frame(&mut conn, &frame).await.is_err() || done {
+                break;
+            }
+        }
+    };
+    let ((), ()) = smol::future::zip(run, forward).await;
+    drop(paused);
+    if let Err(e) = fleet.lock().await.reconcile().await {
+        log::error!("cannot restart the account tasks after a command: {e}");
+    }
+}
+
+/// The command line for the log, without secrets given as flags and without `--data`.
+fn summary(argv: &[String]) -> String {
+    let mut out = Vec::new();
+    let (mut hide, mut skip) = (false, false);
+    for a in argv.iter().skip(1) {
+        if skip {
+            skip = false;
+        } else if a == "--data" {
+            // the service's own data dir: noise in its log
+            skip = true;
+        } else if a.starts_with("--data=") {
+        } else if hide {
+            out.push("***".to_owned());
+            hide = false;
+        } else if a == "--password" {
+            out.push(a.clone());
+            hide = true;
+        } else if a.starts_with("--password=") {
+            out.push("--password=***".to_owned());
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_logged_command_line_hides_passwords() {
+        let argv: Vec<String> = [
+            "postroom",
+            "--data",
+            "/d",
+            "account",
+            "add",
+            "x",
+            "--password",
+            "hunter2",
+            "--user=u",
+            "--password=s3cret",
+        ]
+        .map(String::from)
+        .to_vec();
+        let s = summary(&argv);
+        assert_eq!(s, "account add x --password *** --user=u --password=***");
+    }
 }

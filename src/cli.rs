@@ -7,6 +7,7 @@
 use crate::accounts::{self, AccountInput};
 use crate::app::{self, AppError, DataDir};
 use crate::config;
+use crate::fetch::FetchCtx;
 use crate::import::{self, ImportReport};
 use crate::model::{
     AccountRecord, ConvId, ConversationRecord, Direction, MailboxId, MessageRecord, RawId, Status,
@@ -20,16 +21,23 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// `println!` that ends quietly when stdout is closed (`postroom conversations | head`),
-/// instead of panicking on the broken pipe.
+/// `println!` through `control::emit`: to the terminal, or to the caller of the control
+/// socket when the running service executes the command; a closed stdout
+/// (`postroom conversations | head`) ends quietly instead of panicking.
 macro_rules! out {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-        }
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        crate::control::emit(crate::control::Stream::Stdout, line.as_bytes());
+    }};
+}
+
+/// `eprintln!` through `control::emit` (see `out!`).
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        crate::control::emit(crate::control::Stream::Stderr, line.as_bytes());
     }};
 }
 
@@ -204,27 +212,66 @@ pub enum AccountCmd {
     Check { name: String },
 }
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<(), AppError> {
-    let data = cli.data.unwrap_or_else(config::default_data_dir);
-    match cli.command {
-        Command::Serve => app::serve(&data),
+/// Runs the parsed command line. `argv` is the command line as typed: while a service
+/// runs on the data dir, the command is sent to it (see `control`) and runs there.
+pub fn run(cli: Cli, argv: Vec<String>) -> Result<u8, AppError> {
+    let data = cli.data.clone().unwrap_or_else(config::default_data_dir);
+    if let Command::Serve = cli.command {
+        app::serve(&data)?;
+        return Ok(0);
+    }
+    if let Some(code) = crate::control::forward(&data, argv).map_err(AppError::Usage)? {
+        return Ok(code);
+    }
+    let dir = open(&data)?;
+    execute(&dir, cli.command, None)?;
+    Ok(0)
+}
+
+/// Runs one command on an open data dir. `service` is the running service's fetch
+/// context when the service executes the command for the control socket.
+pub fn execute(dir: &DataDir, cmd: Command, service: Option<&FetchCtx>) -> Result<(), AppError> {
+    match cmd {
+        Command::Serve => Err(AppError::Usage(
+            "postroom serve is already running on this data directory".into(),
+        )),
         Command::Import {
             paths,
             mailbox,
             quiet,
-        } => cmd_import(&data, &paths, mailbox.as_deref(), quiet),
+        } => cmd_import(dir, &paths, mailbox.as_deref(), quiet),
         Command::Conversations {
             json,
             status,
             limit,
-        } => cmd_conversations(&data, json, status.as_deref(), limit),
-        Command::Conversation { id, json } => cmd_conversation(&data, id, json),
-        Command::Raw { id } => cmd_raw(&data, id),
-        Command::Log { limit, json } => cmd_log(&data, limit, json),
-        Command::Settings { key, value } => cmd_settings(&data, key, value),
-        Command::Account(cmd) => cmd_account(&data, cmd),
-        Command::Fetch { name } => cmd_fetch(&data, &name),
+        } => cmd_conversations(dir, json, status.as_deref(), limit),
+        Command::Conversation { id, json } => cmd_conversation(dir, id, json),
+        Command::Raw { id } => cmd_raw(dir, id),
+        Command::Log { limit, json } => cmd_log(dir, limit, json),
+        Command::Settings { key, value } => cmd_settings(dir, key, value),
+        Command::Account(cmd) => cmd_account(dir, cmd, service),
+        Command::Fetch { name } => cmd_fetch(dir, &name, service),
+    }
+}
+
+impl Command {
+    /// Makes relative file names absolute against `cwd`: the service that runs a
+    /// forwarded command has its own working directory.
+    pub fn absolutize(&mut self, cwd: &std::path::Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = cwd.join(&*p);
+            }
+        };
+        match self {
+            Command::Import { paths, .. } => paths.iter_mut().for_each(abs),
+            Command::Account(AccountCmd::Add { flags, .. } | AccountCmd::Edit { flags, .. }) => {
+                if let Some(p) = flags.password_file.as_mut() {
+                    abs(p);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -298,8 +345,7 @@ fn account_json(a: &AccountRecord, mailboxes: &[crate::model::MailboxRecord]) ->
     })
 }
 
-fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> {
-    let dir = open(data)?;
+fn cmd_account(dir: &DataDir, cmd: AccountCmd, service: Option<&FetchCtx>) -> Result<(), AppError> {
     match cmd {
         AccountCmd::Add {
             name,
@@ -307,7 +353,7 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
             disabled,
         } => {
             let keys = dir.keyring()?;
-            let mut input = account_input(&dir, Some(name), flags)?;
+            let mut input = account_input(dir, Some(name), flags)?;
             input.enabled = Some(!disabled);
             let a = dir
                 .store
@@ -332,7 +378,7 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
             flags,
         } => {
             let keys = dir.keyring()?;
-            let input = account_input(&dir, rename, flags)?;
+            let input = account_input(dir, rename, flags)?;
             let a = dir
                 .store
                 .write(|tx| accounts::edit(tx, &keys, &name, &input).map_err(AppError::Account))?;
@@ -371,6 +417,11 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
                     if a.enabled { "enabled" } else { "disabled" },
                     taken
                 );
+                if let Some(state) =
+                    service.and_then(|ctx| ctx.states.lock().ok()?.get(&a.name).cloned())
+                {
+                    out!("{:<16} now: {state}", "");
+                }
             }
         }
         AccountCmd::Remove { name } => {
@@ -418,8 +469,8 @@ fn cmd_account(data: &std::path::Path, cmd: AccountCmd) -> Result<(), AppError> 
             }
             out!("account {:?} works", acct.name);
         }
-        AccountCmd::Enable { name } => set_enabled(&dir, &name, true)?,
-        AccountCmd::Disable { name } => set_enabled(&dir, &name, false)?,
+        AccountCmd::Enable { name } => set_enabled(dir, &name, true)?,
+        AccountCmd::Disable { name } => set_enabled(dir, &name, false)?,
     }
     Ok(())
 }
@@ -441,8 +492,7 @@ fn set_enabled(dir: &DataDir, name: &str, on: bool) -> Result<(), AppError> {
     Ok(())
 }
 
-fn cmd_fetch(data: &std::path::Path, name: &str) -> Result<(), AppError> {
-    let dir = open(data)?;
+fn cmd_fetch(dir: &DataDir, name: &str, service: Option<&FetchCtx>) -> Result<(), AppError> {
     let acct = dir
         .store
         .read()?
@@ -450,6 +500,28 @@ fn cmd_fetch(data: &std::path::Path, name: &str) -> Result<(), AppError> {
         .into_iter()
         .find(|a| a.name.eq_ignore_ascii_case(name))
         .ok_or_else(|| AppError::Account(accounts::AccountError::NotFound(name.to_owned())))?;
+    let report_pass = |report: &crate::fetch::PassReport| {
+        out!(
+            "account {:?}: {} new messages stored, {} already stored, {} removed on the server, {} left there (too large)",
+            acct.name,
+            report.stored,
+            report.same_bytes,
+            report.removed,
+            report.oversize
+        );
+        for n in &report.notes {
+            out!("  note: {n}");
+        }
+    };
+    if let Some(ctx) = service {
+        // Inside the service: its pipeline worker files the mail (the caller stopped the
+        // account's own task for the length of this pass).
+        let report = smol::block_on(crate::fetch::pass(ctx, &acct))
+            .map_err(|e| AppError::Fetch(Box::new(e)))?;
+        report_pass(&report);
+        out!("  the running service files them into conversations now (postroom conversations)");
+        return Ok(());
+    }
     // The pipeline works alongside the download, as in `serve`.
     let (waker, worker) =
         crate::pipeline::spawn_worker(dir.store.clone(), std::sync::Arc::new(SystemClock));
@@ -464,17 +536,7 @@ fn cmd_fetch(data: &std::path::Path, name: &str) -> Result<(), AppError> {
         &settings,
         &SystemClock,
     )?);
-    out!(
-        "account {:?}: {} new messages stored, {} already stored, {} removed on the server, {} left there (too large)",
-        acct.name,
-        report.stored,
-        report.same_bytes,
-        report.removed,
-        report.oversize
-    );
-    for n in &report.notes {
-        out!("  note: {n}");
-    }
+    report_pass(&report);
     out!(
         "  {} new conversations, {} messages joined existing ones",
         s.new_conversations,
@@ -516,16 +578,15 @@ fn mailbox_by_name(dir: &DataDir, name: Option<&str>) -> Result<MailboxId, AppEr
 }
 
 fn cmd_import(
-    data: &std::path::Path,
+    dir: &DataDir,
     paths: &[PathBuf],
     mailbox: Option<&str>,
     quiet: bool,
 ) -> Result<(), AppError> {
-    let dir = open(data)?;
-    let mailbox = mailbox_by_name(&dir, mailbox)?;
+    let mailbox = mailbox_by_name(dir, mailbox)?;
     let settings = dir.settings()?;
     let started = Instant::now();
-    let tty = !quiet && std::io::stderr().is_terminal();
+    let tty = !quiet && !crate::control::captured() && std::io::stderr().is_terminal();
     let mut last_draw = Instant::now();
     let mut progress = |r: &ImportReport| {
         if tty && (last_draw.elapsed().as_millis() >= 100 || r.bytes_done == r.total_bytes) {
@@ -542,7 +603,7 @@ fn cmd_import(
         &mut progress,
     )?;
     if tty {
-        eprintln!();
+        err!("");
     }
     let secs = started.elapsed().as_secs_f64().max(0.001);
     let p = &report.pipeline;
@@ -572,7 +633,7 @@ fn cmd_import(
     }
     if !report.failed.is_empty() {
         for f in &report.failed {
-            eprintln!("  not imported: {f}");
+            err!("  not imported: {f}");
         }
         return Err(AppError::Usage(format!(
             "{} of {} files could not be read (listed above); fix them and run the same import again, nothing is imported twice",
@@ -655,7 +716,7 @@ fn print_json(v: &serde_json::Value) {
 }
 
 fn cmd_conversations(
-    data: &std::path::Path,
+    dir: &DataDir,
     json_out: bool,
     status: Option<&str>,
     limit: usize,
@@ -668,7 +729,6 @@ fn cmd_conversations(
         })?),
         None => None,
     };
-    let dir = open(data)?;
     let mut convs: Vec<ConversationRecord> = dir
         .store
         .read()?
@@ -726,8 +786,7 @@ fn cmd_conversations(
     Ok(())
 }
 
-fn cmd_conversation(data: &std::path::Path, id: u64, json_out: bool) -> Result<(), AppError> {
-    let dir = open(data)?;
+fn cmd_conversation(dir: &DataDir, id: u64, json_out: bool) -> Result<(), AppError> {
     let r = dir.store.read()?;
     let mut conv = r.conversation(ConvId(id))?.ok_or_else(|| {
         AppError::Usage(format!(
@@ -736,7 +795,7 @@ fn cmd_conversation(data: &std::path::Path, id: u64, json_out: bool) -> Result<(
     })?;
     let mut hops = 0;
     while let (Status::Merged, Some(next), true) = (conv.status, conv.merged_into, hops < 64) {
-        eprintln!(
+        err!(
             "conversation {} was merged into {next}; showing {next}",
             conv.id
         );
@@ -769,7 +828,7 @@ fn cmd_conversation(data: &std::path::Path, id: u64, json_out: bool) -> Result<(
         format_utc(conv.last_activity)
     );
     for m in &msgs {
-        out!();
+        out!("");
         let arrow = match m.direction {
             Direction::In => "<-",
             Direction::Out => "->",
@@ -819,21 +878,17 @@ fn cmd_conversation(data: &std::path::Path, id: u64, json_out: bool) -> Result<(
     Ok(())
 }
 
-fn cmd_raw(data: &std::path::Path, id: u64) -> Result<(), AppError> {
-    let dir = open(data)?;
+fn cmd_raw(dir: &DataDir, id: u64) -> Result<(), AppError> {
     let bytes = dir
         .store
         .read()?
         .raw_bytes(RawId(id))?
         .ok_or_else(|| AppError::Usage(format!("there is no raw message {id}")))?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)
-        .and_then(|_| out.flush())
-        .map_err(|e| AppError::Usage(format!("cannot write to stdout: {e}")))
+    crate::control::emit(crate::control::Stream::Stdout, &bytes);
+    Ok(())
 }
 
-fn cmd_log(data: &std::path::Path, limit: usize, json_out: bool) -> Result<(), AppError> {
-    let dir = open(data)?;
+fn cmd_log(dir: &DataDir, limit: usize, json_out: bool) -> Result<(), AppError> {
     let entries = dir
         .store
         .read()?
@@ -867,12 +922,7 @@ fn cmd_log(data: &std::path::Path, limit: usize, json_out: bool) -> Result<(), A
     Ok(())
 }
 
-fn cmd_settings(
-    data: &std::path::Path,
-    key: Option<String>,
-    value: Option<String>,
-) -> Result<(), AppError> {
-    let dir = open(data)?;
+fn cmd_settings(dir: &DataDir, key: Option<String>, value: Option<String>) -> Result<(), AppError> {
     match (key, value) {
         (None, _) => {
             let r = dir.store.read()?;

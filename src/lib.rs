@@ -36,6 +36,7 @@
 //! | [`config`] | data-dir resolution, the settings table with validation | hold globals |
 //! | [`app`] | data dir, lock, replay at startup, `serve` and its shutdown | hold business rules |
 //! | [`cli`] | subcommands, printing, progress bar | hold business rules |
+//! | [`control`] | the Unix socket that runs CLI commands inside a running `serve` | parse arguments or run commands |
 //! | [`failpoint`] | crash injection for crash tests | act unless `POSTROOM_FAILPOINT` is set |
 //!
 //! ## Invariants (each has a test that fails when it is broken)
@@ -61,6 +62,7 @@ pub mod accounts;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod failpoint;
 pub mod fetch;
 pub mod import;

@@ -7,8 +7,11 @@ fn main() -> std::process::ExitCode {
         .format_target(false)
         .init();
     let cli = postroom::cli::Cli::parse();
-    match postroom::cli::run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match postroom::cli::run(cli, argv) {
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE

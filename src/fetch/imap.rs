@@ -558,7 +558,8 @@ impl<'a> Imap<'a> {
                             "all imported"
                         }
                     ),
-                );
+                )
+                .await;
                 c
             }
             Some(c) if c.uidvalidity != uidvalidity => {
@@ -708,7 +709,7 @@ impl<'a> Imap<'a> {
                 "{folder:?} UID {uid}: {size} bytes is over the limit of {} bytes; left on the server. Raise the limit (postroom account edit {} --max-message-bytes N) to fetch it",
                 self.acct.max_message_bytes, self.acct.name
             ),
-        );
+        ).await;
         Ok(())
     }
 
@@ -754,7 +755,7 @@ impl<'a> Imap<'a> {
         )
         .await?;
         for text in odd_sizes {
-            comm_log(self.ctx, self.acct, Level::Warn, text);
+            comm_log(self.ctx, self.acct, Level::Warn, text).await;
         }
         if let Some(&max) = uids.iter().max() {
             advance(cursor, hold, max);
@@ -848,7 +849,7 @@ impl<'a> Imap<'a> {
                                 format!(
                                     "{folder:?}: the server has no UIDPLUS and another client left messages marked deleted; ours are marked \\Deleted and will be expunged when that clears"
                                 ),
-                            );
+                            ).await;
                         }
                     }
                     AfterFetch::Move(target) => {
@@ -915,7 +916,7 @@ impl<'a> Imap<'a> {
                 format!(
                     "{folder:?} UID {u} no longer holds the message we stored (size or Message-ID differ); not removed. Check the server"
                 ),
-            );
+            ).await;
         }
         // Forget what is done: removed, gone already, or not ours any more.
         let (id, f) = (self.acct.id, folder.to_owned());
@@ -962,7 +963,7 @@ impl<'a> Imap<'a> {
                 "{folder:?}: UIDVALIDITY changed from {} to {uidvalidity}; re-mapping known messages by Message-ID and size",
                 old.uidvalidity
             ),
-        );
+        ).await;
         let (id, f) = (self.acct.id, folder.to_owned());
         let known = self
             .store_read(move |s| s.read()?.taken_in_folder(id, &f))
@@ -1215,7 +1216,7 @@ impl<'a> Imap<'a> {
     }
 }
 
-fn log_pass(ctx: &FetchCtx, acct: &AccountRecord, r: &PassReport, started: Instant) {
+async fn log_pass(ctx: &FetchCtx, acct: &AccountRecord, r: &PassReport, started: Instant) {
     if r.stored + r.same_bytes + r.removed + r.oversize > 0 || !r.notes.is_empty() {
         let mut text = format!(
             "{} new messages stored ({} KB), {} already stored, {} removed on the server, {} left there (too large), in {:.1} s",
@@ -1230,7 +1231,7 @@ fn log_pass(ctx: &FetchCtx, acct: &AccountRecord, r: &PassReport, started: Insta
             text.push_str("; ");
             text.push_str(n);
         }
-        comm_log(ctx, acct, Level::Info, text);
+        comm_log(ctx, acct, Level::Info, text).await;
     }
 }
 
@@ -1241,7 +1242,7 @@ pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, Fe
     let mut report = PassReport::default();
     imap.sync_all(&mut report).await?;
     imap.logout().await;
-    log_pass(ctx, acct, &report, started);
+    log_pass(ctx, acct, &report, started).await;
     Ok(report)
 }
 
@@ -1267,13 +1268,14 @@ pub async fn run(
                 ", polling"
             }
         ),
-    );
+    )
+    .await;
     loop {
         let started = Instant::now();
         set_state(ctx, acct, AccountState::Fetching);
         let mut report = PassReport::default();
         imap.sync_all(&mut report).await?;
-        log_pass(ctx, acct, &report, started);
+        log_pass(ctx, acct, &report, started).await;
         if imap.idle {
             set_state(ctx, acct, AccountState::Idle);
             let (back, stopped) = imap.idle(stop).await?;

@@ -55,6 +55,24 @@ pub enum AccountState {
     Disabled,
 }
 
+impl fmt::Display for AccountState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccountState::Connecting => f.write_str("connecting"),
+            AccountState::Fetching => f.write_str("fetching"),
+            AccountState::Idle => f.write_str("idle (push)"),
+            AccountState::Polling { next_in_secs } => {
+                write!(f, "polling every {next_in_secs} s")
+            }
+            AccountState::Error {
+                message,
+                retry_in_secs,
+            } => write!(f, "error, retrying in {retry_in_secs} s: {message}"),
+            AccountState::Disabled => f.write_str("disabled"),
+        }
+    }
+}
+
 /// Why fetching from an account failed; rendered with the account and server named.
 #[derive(Debug)]
 pub enum FetchError {
@@ -238,8 +256,9 @@ pub fn commit_taken(
 }
 
 /// Adds a line to the communication log (errors there are only logged: the log must
-/// never stop intake).
-pub fn comm_log(ctx: &FetchCtx, acct: &AccountRecord, level: Level, text: String) {
+/// never stop intake). The write (an fsync) runs on the blocking pool, so a slow SD card
+/// never stalls the other accounts' tasks.
+pub async fn comm_log(ctx: &FetchCtx, acct: &AccountRecord, level: Level, text: String) {
     let entry = LogEntry {
         at: ctx.clock.now_ms(),
         level,
@@ -253,7 +272,8 @@ pub fn comm_log(ctx: &FetchCtx, acct: &AccountRecord, level: Level, text: String
         Level::Warn => log::warn!("{}: {}", entry.component, entry.text),
         Level::Info => log::info!("{}: {}", entry.component, entry.text),
     }
-    if let Err(e) = ctx.store.write(|tx| tx.log(&entry)) {
+    let store = ctx.store.clone();
+    if let Err(e) = smol::unblock(move || store.write(|tx| tx.log(&entry))).await {
         log::error!("cannot write the communication log: {e}");
     }
 }
@@ -272,7 +292,7 @@ pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, Fe
         Protocol::Pop3 => pop3::pass(ctx, acct).await,
     };
     if let Err(e) = &result {
-        comm_log(ctx, acct, Level::Error, e.to_string());
+        comm_log(ctx, acct, Level::Error, e.to_string()).await;
     }
     result
 }
@@ -314,7 +334,8 @@ pub async fn run_account(ctx: FetchCtx, acct: AccountRecord, stop: smol::channel
                     &acct,
                     Level::Error,
                     format!("{e} (retrying in {} s)", wait.as_secs()),
-                );
+                )
+                .await;
                 set_state(
                     &ctx,
                     &acct,
@@ -341,29 +362,124 @@ pub async fn run_account(ctx: FetchCtx, acct: AccountRecord, stop: smol::channel
     }
 }
 
-/// Starts a task per enabled account; dropping/closing the returned sender stops them.
-pub fn spawn_all(
-    ctx: &FetchCtx,
-    ex: &smol::Executor<'static>,
-) -> Result<(smol::channel::Sender<()>, Vec<smol::Task<()>>), StoreError> {
-    let (tx, rx) = smol::channel::bounded::<()>(1);
-    let mut tasks = Vec::new();
-    for acct in ctx.store.read()?.accounts()? {
-        if !acct.enabled {
-            set_state(ctx, &acct, AccountState::Disabled);
-            continue;
+/// The running account tasks of `serve`: one per enabled account, started, stopped and
+/// restarted to match the stored accounts (`reconcile`), so an account added, changed,
+/// disabled or removed while the service runs takes effect at once.
+pub struct Fleet {
+    ctx: FetchCtx,
+    ex: Arc<smol::Executor<'static>>,
+    running: std::collections::BTreeMap<crate::model::AccountId, Running>,
+}
+
+struct Running {
+    acct: AccountRecord,
+    /// Dropping it stops the task (its receiver sees the channel close).
+    stop: smol::channel::Sender<()>,
+    task: smol::Task<()>,
+}
+
+impl Fleet {
+    pub fn new(ctx: FetchCtx, ex: Arc<smol::Executor<'static>>) -> Fleet {
+        Fleet {
+            ctx,
+            ex,
+            running: Default::default(),
         }
-        log::info!(
-            "account {:?}: starting ({} {}:{}, {})",
-            acct.name,
-            acct.protocol.as_str(),
-            acct.host,
-            acct.port,
-            acct.security
-        );
-        tasks.push(ex.spawn(run_account(ctx.clone(), acct, rx.clone())));
     }
-    Ok((tx, tasks))
+
+    /// How many account tasks run.
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// Starts, stops and restarts tasks so that exactly the enabled accounts run, each
+    /// with its current settings. A task whose account did not change keeps running.
+    pub async fn reconcile(&mut self) -> Result<(), StoreError> {
+        let store = self.ctx.store.clone();
+        let accounts = smol::unblock(move || store.read()?.accounts()).await?;
+        let wanted: std::collections::BTreeMap<_, _> = accounts
+            .iter()
+            .filter(|a| a.enabled)
+            .map(|a| (a.id, a))
+            .collect();
+        let stale: Vec<_> = self
+            .running
+            .iter()
+            .filter(|(id, r)| wanted.get(id).is_none_or(|a| **a != r.acct))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            let why = match accounts.iter().find(|a| a.id == id) {
+                None => "removed",
+                Some(a) if !a.enabled => "disabled",
+                Some(_) => "changed",
+            };
+            if let Some(name) = self.stop(id).await {
+                log::info!("account {name:?}: stopped ({why})");
+            }
+        }
+        if let Ok(mut m) = self.ctx.states.lock() {
+            m.retain(|name, _| accounts.iter().any(|a| &a.name == name));
+        }
+        for acct in &accounts {
+            if !acct.enabled {
+                set_state(&self.ctx, acct, AccountState::Disabled);
+                continue;
+            }
+            if self.running.contains_key(&acct.id) {
+                continue;
+            }
+            log::info!(
+                "account {:?}: starting ({} {}:{}, {})",
+                acct.name,
+                acct.protocol.as_str(),
+                acct.host,
+                acct.port,
+                acct.security
+            );
+            let (stop, rx) = smol::channel::bounded::<()>(1);
+            let task = self
+                .ex
+                .spawn(run_account(self.ctx.clone(), acct.clone(), rx));
+            self.running.insert(
+                acct.id,
+                Running {
+                    acct: acct.clone(),
+                    stop,
+                    task,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The running account of that name (case-insensitive), if any.
+    pub fn find(&self, name: &str) -> Option<crate::model::AccountId> {
+        self.running
+            .iter()
+            .find(|(_, r)| r.acct.name.eq_ignore_ascii_case(name))
+            .map(|(id, _)| *id)
+    }
+
+    /// Stops one account's task and waits until it has logged out; returns its name.
+    pub async fn stop(&mut self, id: crate::model::AccountId) -> Option<String> {
+        let r = self.running.remove(&id)?;
+        drop(r.stop);
+        r.task.await;
+        Some(r.acct.name)
+    }
+
+    /// Stops every task and waits for each.
+    pub async fn stop_all(&mut self) {
+        let ids: Vec<_> = self.running.keys().copied().collect();
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
 }
 
 /// Waits `secs` or until stopped; returns true when stopped.

@@ -406,7 +406,8 @@ pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, Fe
                     "message {n}: {size} bytes is over the limit of {} bytes; left on the server",
                     acct.max_message_bytes
                 ),
-            );
+            )
+            .await;
             continue;
         }
         let bytes = p.retr(n, size).await?;
@@ -493,7 +494,7 @@ pub async fn pass(ctx: &FetchCtx, acct: &AccountRecord) -> Result<PassReport, Fe
                     .map(|n| format!("; {n}"))
                     .collect::<String>()
             ),
-        );
+        ).await;
     }
     Ok(report)
 }
@@ -551,7 +552,8 @@ async fn first_pass(
             acct,
             Level::Info,
             format!("first pass: {n} messages there, left alone (only new mail is imported)"),
-        );
+        )
+        .await;
     }
     Ok(())
 }

@@ -66,7 +66,7 @@ fn signal(child: &Child, sig: &str) {
 }
 
 #[test]
-fn serve_creates_the_data_dir_refuses_a_second_instance_and_stops_on_sigterm() {
+fn serve_creates_the_data_dir_refuses_a_second_service_and_stops_on_sigterm() {
     let t = tmp();
     let data = t.path().join("new/data");
     let mut first = start_serve(&data);
@@ -82,8 +82,6 @@ fn serve_creates_the_data_dir_refuses_a_second_instance_and_stops_on_sigterm() {
             && msg.contains(&format!("pid {}", first.id())),
         "{msg}"
     );
-    let import = run(&data, &["conversations"]);
-    assert!(stderr_of(&import).contains("in use by another postroom process"));
     signal(&first, "-TERM");
     let status = first.wait().unwrap();
     assert!(
@@ -252,4 +250,78 @@ fn a_closed_stdout_ends_the_listing_quietly_instead_of_panicking() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}: {err}", out.status);
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// While `serve` holds the data dir, every other command runs inside it through the
+/// control socket: same output, same exit codes, relative paths from the caller's
+/// directory, and errors on stderr.
+#[test]
+fn commands_run_inside_a_running_service() {
+    let t = tmp();
+    let data = t.path().join("data");
+    let mut serve = crate::support::Serve::start(&data, &[]);
+    serve.wait_for("ready", std::time::Duration::from_secs(30));
+    let sock = data.join("postroom.sock");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "only the service's user may use the socket");
+    }
+    write_file(t.path(), "in/one.eml", MAIL);
+    // A relative path, resolved against the caller's directory, not the service's.
+    let out = cmd(&data, &["import", "in/one.eml"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("imported 1 messages from 1 files"),
+        "{stdout}"
+    );
+    serve.wait_for(
+        "control socket: running `import in/one.eml`",
+        std::time::Duration::from_secs(5),
+    );
+    let list = run_ok(&data, &["conversations"]);
+    assert!(list.contains("Grüße and a question"), "{list}");
+    // Binary output (raw bytes) arrives unchanged.
+    let raw = run(&data, &["raw", "1"]);
+    assert_eq!(raw.stdout, MAIL);
+    // A failing command fails the caller with the service's message.
+    let none = run(&data, &["conversation", "42"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        stderr_of(&none).contains("there is no conversation 42"),
+        "{}",
+        stderr_of(&none)
+    );
+    // Settings changed through the service are the service's settings.
+    run_ok(&data, &["settings", "subject_tag_prefix", "Ticket#"]);
+    serve.stop();
+    assert_eq!(
+        run_ok(&data, &["settings", "subject_tag_prefix"]).trim(),
+        "Ticket#"
+    );
+    assert!(
+        !data.join("postroom.sock").exists(),
+        "a clean stop removes the socket"
+    );
+}
+
+/// A service killed with SIGKILL leaves its socket behind: the next command runs
+/// locally, and the next service replaces the socket.
+#[test]
+fn a_stale_socket_after_a_kill_is_harmless() {
+    let t = tmp();
+    let mut serve = crate::support::Serve::start(t.path(), &[]);
+    serve.wait_for("ready", std::time::Duration::from_secs(30));
+    serve.child.kill().unwrap();
+    serve.child.wait().unwrap();
+    assert!(t.path().join("postroom.sock").exists());
+    run_ok(t.path(), &["conversations"]);
+    let mut again = crate::support::Serve::start(t.path(), &[]);
+    again.wait_for("ready", std::time::Duration::from_secs(30));
+    run_ok(t.path(), &["conversations"]);
+    again.stop();
 }

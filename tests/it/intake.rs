@@ -16,15 +16,13 @@
 
 use crate::dovecot::Dovecot;
 use crate::genmail::{GenOptions, Generator, Mail, Truth};
-use crate::support::{cmd, run, run_ok, tmp};
+use crate::support::{Serve, cmd, run, run_ok, tmp};
 use postroom::app::STORE_FILE;
 use postroom::model::Status;
 use postroom::store::{Store, StoreOptions};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 /// A password with a space and a quote: LOGIN must quote it, POP3 PASS take it whole.
@@ -913,79 +911,6 @@ fn an_untrusted_certificate_is_refused_with_its_fingerprint_and_how_to_pin_it() 
     }
 }
 
-/// `postroom serve` with its log lines (RUST_LOG=info) arriving on a channel.
-struct Serve {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Serve {
-    fn start(data: &Path, env: &[(&str, &str)]) -> Serve {
-        let mut c = cmd(data, &["serve"]);
-        c.env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let mut child = c.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Serve {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing `text`; panics with the log after `timeout`.
-    fn wait_for(&mut self, text: &str, timeout: Duration) -> String {
-        let until = Instant::now() + timeout;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line with {text:?} within {timeout:?}; serve said:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// SIGTERM, and it must stop cleanly.
-    fn stop(mut self) {
-        let ok = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let status = self.child.wait().unwrap();
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(l);
-        }
-        assert!(
-            status.success(),
-            "serve did not stop cleanly ({status}):\n{}",
-            self.seen.join("\n")
-        );
-    }
-}
-
 #[test]
 fn idle_turns_an_appended_message_into_a_conversation_without_waiting_for_the_poll() {
     let d = Dovecot::start();
@@ -1036,6 +961,66 @@ fn idle_turns_an_appended_message_into_a_conversation_without_waiting_for_the_po
             s.partition
         );
     }
+}
+
+/// Accounts changed on the command line while `serve` runs take effect at once, through
+/// the control socket: an added account starts fetching, a disabled one stops, `fetch`
+/// runs a pass inside the service, and `account list` shows each account's live state.
+#[test]
+fn accounts_added_and_changed_while_serve_runs_take_effect_at_once() {
+    let d = Dovecot::start();
+    d.add_user("support", PASS);
+    d.append("support", PASS, "INBOX", &small("live-1"));
+    let data = tmp();
+    let mut serve = Serve::start(data.path(), &[]);
+    serve.wait_for("ready (data dir", Duration::from_secs(30));
+    add_account(
+        data.path(),
+        &d,
+        Transport::ImapPlain,
+        "support",
+        "support",
+        &["--poll-secs", "600"],
+    );
+    serve.wait_for("account \"support\": starting", Duration::from_secs(10));
+    serve.wait_for("IDLE available", Duration::from_secs(30));
+    serve.wait_for("1 new messages stored", Duration::from_secs(30));
+    let list = run_ok(data.path(), &["account", "list"]);
+    assert!(list.contains("now: "), "live state shown: {list}");
+    // Disabled: the task stops; mail that arrives is not fetched.
+    run_ok(data.path(), &["account", "disable", "support"]);
+    serve.wait_for(
+        "account \"support\": stopped (disabled)",
+        Duration::from_secs(30),
+    );
+    assert!(run_ok(data.path(), &["account", "list"]).contains("now: disabled"));
+    d.append("support", PASS, "INBOX", &small("live-2"));
+    // `fetch` runs one pass inside the service even for a disabled account.
+    let out = run_ok(data.path(), &["fetch", "support"]);
+    assert!(out.contains("1 new messages stored"), "{out}");
+    // Enabled again with a changed setting: started afresh.
+    run_ok(data.path(), &["account", "enable", "support"]);
+    serve.wait_for("account \"support\": starting", Duration::from_secs(10));
+    run_ok(
+        data.path(),
+        &["account", "edit", "support", "--poll-secs", "300"],
+    );
+    serve.wait_for(
+        "account \"support\": stopped (changed)",
+        Duration::from_secs(30),
+    );
+    serve.wait_for("account \"support\": starting", Duration::from_secs(10));
+    d.append("support", PASS, "INBOX", &small("live-3"));
+    serve.wait_for("1 new messages stored", Duration::from_secs(60));
+    serve.wait_for("pipeline: 1 messages", Duration::from_secs(30));
+    run_ok(data.path(), &["account", "remove", "support"]);
+    serve.wait_for(
+        "account \"support\": stopped (removed)",
+        Duration::from_secs(30),
+    );
+    serve.stop();
+    let s = stored(data.path());
+    assert_eq!(s.raws, 3, "each message stored once");
 }
 
 #[test]
