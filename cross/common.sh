@@ -95,7 +95,7 @@ runner_for() {
 start_serve() {
   local runner=$1 bin=$2 data=$3 log=$4 timeout=${5:-60}
   # shellcheck disable=SC2086  # RUNNER is empty or one word
-  $runner "$bin" --data "$data" serve >"$log.out" 2>"$log" &
+  $runner "$bin" --data "$data" serve --listen 127.0.0.1:0 >"$log.out" 2>"$log" &
   SERVE_PID=$!
   local waited=0
   while ! grep -q 'ready' "$log" 2>/dev/null; do
@@ -108,6 +108,20 @@ start_serve() {
     sleep 0.1
     waited=$((waited + 1))
   done
+}
+
+# The web port of a serve whose log is $1 (from its "ready ... web on http://ADDR:PORT/").
+serve_port() {
+  grep -o 'web on http://[0-9.]*:[0-9]*' "$1" | head -1 | sed 's/.*://'
+}
+
+# GET http://127.0.0.1:$1$2 with bash's /dev/tcp (no curl needed); prints the response.
+http_get() {
+  local port=$1 path=$2
+  exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
+  timeout 30 cat <&3
+  exec 3<&-
 }
 
 # Sends SIGTERM to SERVE_PID and waits; sets SERVE_RC (124 if it had to be killed).
@@ -129,13 +143,15 @@ stop_serve() {
 }
 
 # A small, well-formed mail for smoke tests.
+# write_sample_eml FILE [MESSAGE-ID SUBJECT]
 write_sample_eml() {
-  cat >"$1" <<'EOF'
+  local mid=${2:-<cross-smoke-1@example.com>} subject=${3:-The printer on the second floor}
+  cat >"$1" <<EOF
 From: Alice Customer <alice@example.com>
 To: Support <support@example.org>
-Subject: The printer on the second floor
+Subject: $subject
 Date: Sun, 22 Nov 2026 10:00:00 +0000
-Message-ID: <cross-smoke-1@example.com>
+Message-ID: $mid
 MIME-Version: 1.0
 Content-Type: text/plain; charset=utf-8
 

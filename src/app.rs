@@ -41,6 +41,7 @@ pub enum AppError {
     Secret(crate::secret::SecretError),
     Fetch(Box<crate::fetch::FetchError>),
     Usage(String),
+    Web(crate::web::ListenError),
 }
 
 impl std::fmt::Display for AppError {
@@ -65,6 +66,7 @@ impl std::fmt::Display for AppError {
             AppError::Secret(e) => e.fmt(f),
             AppError::Fetch(e) => e.fmt(f),
             AppError::Usage(s) => f.write_str(s),
+            AppError::Web(e) => e.fmt(f),
         }
     }
 }
@@ -193,7 +195,7 @@ pub fn prune_log(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError> {
 /// Runs the service until SIGINT or SIGTERM: the pipeline worker, one fetch task per
 /// enabled account, and the control socket through which the command line works while
 /// the service runs.
-pub fn serve(data: &Path) -> Result<(), AppError> {
+pub fn serve(data: &Path, listen: &str) -> Result<(), AppError> {
     let clock = SystemClock;
     let dir = Arc::new(DataDir::open(data, &clock)?);
     let r = dir.store.read()?;
@@ -217,6 +219,17 @@ pub fn serve(data: &Path) -> Result<(), AppError> {
         path: crate::control::socket_path(&dir.path),
         source,
     })?;
+    let web = crate::web::Web::start(
+        listen,
+        crate::web::WebCtx {
+            store: dir.store.clone(),
+            states: ctx.states.clone(),
+            started: std::time::Instant::now(),
+        },
+        4,
+    )
+    .map_err(AppError::Web)?;
+    let web_addr = web.addr;
     // Handlers first, then "ready": a signal right after "ready" must stop us cleanly.
     use async_signal::{Signal, Signals};
     let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(AppError::Signals)?;
@@ -238,7 +251,7 @@ pub fn serve(data: &Path) -> Result<(), AppError> {
         fleet.lock().await.reconcile().await?;
         let n = fleet.lock().await.len();
         eprintln!(
-            "postroom: ready (data dir {}, {n} accounts); stop with Ctrl-C or SIGTERM",
+            "postroom: ready (data dir {}, {n} accounts, web on http://{web_addr}/); stop with Ctrl-C or SIGTERM",
             dir.path.display()
         );
         let accept = async {
@@ -271,6 +284,7 @@ pub fn serve(data: &Path) -> Result<(), AppError> {
         housekeeping.cancel().await;
         Ok::<(), AppError>(())
     }));
+    web.stop();
     drop(ctx);
     drop(fleet);
     drop(waker);

@@ -59,7 +59,11 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)] // parsed once per run
 pub enum Command {
     /// Run the service: fetch mail, process it, serve the team (stops on Ctrl-C/SIGTERM)
-    Serve,
+    Serve {
+        /// Address and port of the web interface (port 0: any free port)
+        #[arg(long, env = "POSTROOM_LISTEN", default_value = crate::web::DEFAULT_LISTEN, value_name = "ADDR:PORT")]
+        listen: String,
+    },
     /// Import mail from .eml files, directories of them, mbox files or Maildirs
     ///
     /// Importing the same mail twice adds nothing: identical bytes and repeated
@@ -216,8 +220,8 @@ pub enum AccountCmd {
 /// runs on the data dir, the command is sent to it (see `control`) and runs there.
 pub fn run(cli: Cli, argv: Vec<String>) -> Result<u8, AppError> {
     let data = cli.data.clone().unwrap_or_else(config::default_data_dir);
-    if let Command::Serve = cli.command {
-        app::serve(&data)?;
+    if let Command::Serve { listen } = &cli.command {
+        app::serve(&data, listen)?;
         return Ok(0);
     }
     if let Some(code) = crate::control::forward(&data, argv).map_err(AppError::Usage)? {
@@ -232,7 +236,7 @@ pub fn run(cli: Cli, argv: Vec<String>) -> Result<u8, AppError> {
 /// context when the service executes the command for the control socket.
 pub fn execute(dir: &DataDir, cmd: Command, service: Option<&FetchCtx>) -> Result<(), AppError> {
     match cmd {
-        Command::Serve => Err(AppError::Usage(
+        Command::Serve { .. } => Err(AppError::Usage(
             "postroom serve is already running on this data directory".into(),
         )),
         Command::Import {

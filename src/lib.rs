@@ -37,6 +37,7 @@
 //! | [`app`] | data dir, lock, replay at startup, `serve` and its shutdown | hold business rules |
 //! | [`cli`] | subcommands, printing, progress bar | hold business rules |
 //! | [`control`] | the Unix socket that runs CLI commands inside a running `serve` | parse arguments or run commands |
+//! | [`web`] | HTTP on its own threads: routes, `/healthz` (the inbox and admin pages come next) | block on the network or speak a mail protocol |
 //! | [`failpoint`] | crash injection for crash tests | act unless `POSTROOM_FAILPOINT` is set |
 //!
 //! ## Invariants (each has a test that fails when it is broken)
@@ -71,3 +72,4 @@ pub mod net;
 pub mod pipeline;
 pub mod secret;
 pub mod store;
+pub mod web;

@@ -150,7 +150,8 @@ fn postroom(data: &Path) -> Command {
         .arg(data)
         .env_remove("POSTROOM_DATA")
         .env_remove("POSTROOM_FAILPOINT")
-        .env_remove("POSTROOM_KEY_FILE");
+        .env_remove("POSTROOM_KEY_FILE")
+        .env("POSTROOM_LISTEN", "127.0.0.1:0");
     c
 }
 

@@ -22,3 +22,4 @@ mod import;
 mod intake;
 mod store;
 mod threading;
+mod web;

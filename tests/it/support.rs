@@ -29,6 +29,8 @@ pub fn cmd(data: &Path, args: &[&str]) -> Command {
     c.arg("--data").arg(data).args(args);
     c.env_remove("POSTROOM_DATA")
         .env_remove("POSTROOM_FAILPOINT")
+        // `serve` takes any free port, so tests can run side by side.
+        .env("POSTROOM_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn");
     c
 }
@@ -137,4 +139,36 @@ impl Serve {
             self.seen.join("\n")
         );
     }
+}
+
+/// The web port from serve's "ready ... web on http://ADDR:PORT/" line.
+pub fn web_port(ready_line: &str) -> u16 {
+    let at = ready_line
+        .find("web on http://")
+        .expect("web address in the ready line");
+    let rest = &ready_line[at + "web on http://".len()..];
+    let hostport = rest.split('/').next().unwrap();
+    hostport.rsplit(':').next().unwrap().parse().expect("port")
+}
+
+/// A plain HTTP/1.0 request to 127.0.0.1:`port`; returns (status, headers, body).
+pub fn http(port: u16, method: &str, path: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
 }

@@ -1,0 +1,94 @@
+//! The web server as a client sees it: `/healthz` (no login) reports the store, the
+//! pipeline backlog and each account's state; unknown paths and methods are refused.
+
+use crate::support::{Serve, http, run_ok, tmp, web_port, write_file};
+use std::time::{Duration, Instant};
+
+const MAIL: &[u8] = b"From: a@customer.example\nTo: support@helpdesk.example\nSubject: health\nMessage-ID: <h1@customer.example>\n\nhi\n";
+
+fn healthz(port: u16) -> (u16, serde_json::Value) {
+    let (status, head, body) = http(port, "GET", "/healthz");
+    assert!(head.contains("application/json"), "{head}");
+    assert!(head.contains("X-Content-Type-Options: nosniff"), "{head}");
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+#[test]
+fn healthz_reports_the_store_and_a_failing_account() {
+    let t = tmp();
+    let data = t.path().join("data");
+    run_ok(
+        &data,
+        &[
+            "import",
+            &write_file(t.path(), "m.eml", MAIL).to_string_lossy(),
+        ],
+    );
+    let mut serve = Serve::start(&data, &[]);
+    let port = web_port(&serve.wait_for("ready", Duration::from_secs(30)));
+    let (status, h) = healthz(port);
+    assert_eq!(status, 200, "{h}");
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["store"]["ok"], true);
+    assert_eq!(h["store"]["messages"], 1);
+    assert_eq!(h["fetchers"].as_array().unwrap().len(), 0);
+    // An account whose server is not there: the service stays up, health says degraded
+    // and names the account with the error.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port_closed = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    run_ok(
+        &data,
+        &[
+            "account",
+            "add",
+            "broken",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port_closed,
+            "--security",
+            "none",
+            "--user",
+            "u",
+            "--password",
+            "p",
+        ],
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    let h = loop {
+        let (status, h) = healthz(port);
+        assert_eq!(status, 200);
+        if h["status"] == "degraded" || Instant::now() > until {
+            break h;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(h["status"], "degraded", "{h}");
+    let f = &h["fetchers"][0];
+    assert_eq!(f["account"], "broken");
+    assert_eq!(f["ok"], false);
+    assert!(f["state"].as_str().unwrap().contains("error"), "{f}");
+    let (status, _, _) = http(port, "GET", "/no/such/page");
+    assert_eq!(status, 404);
+    let (status, _, _) = http(port, "POST", "/healthz");
+    assert_eq!(status, 405);
+    serve.stop();
+}
+
+#[test]
+fn a_busy_port_is_a_clear_error() {
+    let t = tmp();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = crate::support::cmd(t.path(), &["serve", "--listen", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot serve the web interface on {addr}"))
+            && err.contains("--listen"),
+        "{err}"
+    );
+}
