@@ -195,7 +195,7 @@ pub fn prune_log(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError> {
 /// Runs the service until SIGINT or SIGTERM: the pipeline worker, one fetch task per
 /// enabled account, and the control socket through which the command line works while
 /// the service runs.
-pub fn serve(data: &Path, listen: &str) -> Result<(), AppError> {
+pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppError> {
     let clock = SystemClock;
     let dir = Arc::new(DataDir::open(data, &clock)?);
     let r = dir.store.read()?;
@@ -230,6 +230,15 @@ pub fn serve(data: &Path, listen: &str) -> Result<(), AppError> {
     )
     .map_err(AppError::Web)?;
     let web_addr = web.addr;
+    // mDNS is a convenience: without multicast the service still runs.
+    let announcer = match mdns.map(|name| crate::mdns::announce(name, web_addr)) {
+        Some(Ok(a)) => a,
+        Some(Err(e)) => {
+            log::warn!("{e}; reach the service by its IP address instead");
+            None
+        }
+        None => None,
+    };
     // Handlers first, then "ready": a signal right after "ready" must stop us cleanly.
     use async_signal::{Signal, Signals};
     let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(AppError::Signals)?;
@@ -284,6 +293,9 @@ pub fn serve(data: &Path, listen: &str) -> Result<(), AppError> {
         housekeeping.cancel().await;
         Ok::<(), AppError>(())
     }));
+    if let Some(a) = announcer {
+        a.stop();
+    }
     web.stop();
     drop(ctx);
     drop(fleet);

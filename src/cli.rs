@@ -63,6 +63,13 @@ pub enum Command {
         /// Address and port of the web interface (port 0: any free port)
         #[arg(long, env = "POSTROOM_LISTEN", default_value = crate::web::DEFAULT_LISTEN, value_name = "ADDR:PORT")]
         listen: String,
+        /// Host name announced by mDNS on the LAN (NAME.local); not announced when
+        /// listening on loopback only
+        #[arg(long, env = "POSTROOM_MDNS_NAME", default_value = crate::mdns::DEFAULT_NAME, value_name = "NAME")]
+        mdns_name: String,
+        /// Do not announce the service by mDNS
+        #[arg(long)]
+        no_mdns: bool,
     },
     /// Import mail from .eml files, directories of them, mbox files or Maildirs
     ///
@@ -220,8 +227,19 @@ pub enum AccountCmd {
 /// runs on the data dir, the command is sent to it (see `control`) and runs there.
 pub fn run(cli: Cli, argv: Vec<String>) -> Result<u8, AppError> {
     let data = cli.data.clone().unwrap_or_else(config::default_data_dir);
-    if let Command::Serve { listen } = &cli.command {
-        app::serve(&data, listen)?;
+    if let Command::Serve {
+        listen,
+        mdns_name,
+        no_mdns,
+    } = &cli.command
+    {
+        if !no_mdns && !crate::mdns::valid_name(mdns_name) {
+            return Err(AppError::Usage(format!(
+                "--mdns-name {mdns_name:?} is not a host name: use letters, digits and hyphens, e.g. postroom (or --no-mdns)"
+            )));
+        }
+        let mdns = (!no_mdns).then_some(mdns_name.as_str());
+        app::serve(&data, listen, mdns)?;
         return Ok(0);
     }
     if let Some(code) = crate::control::forward(&data, argv).map_err(AppError::Usage)? {

@@ -38,6 +38,7 @@
 //! | [`cli`] | subcommands, printing, progress bar | hold business rules |
 //! | [`control`] | the Unix socket that runs CLI commands inside a running `serve` | parse arguments or run commands |
 //! | [`web`] | HTTP on its own threads: routes, `/healthz` (the inbox and admin pages come next) | block on the network or speak a mail protocol |
+//! | [`mdns`] | announcing `postroom.local` and the web UI by multicast DNS | announce a loopback-only server or stop the service on failure |
 //! | [`failpoint`] | crash injection for crash tests | act unless `POSTROOM_FAILPOINT` is set |
 //!
 //! ## Invariants (each has a test that fails when it is broken)
@@ -67,6 +68,7 @@ pub mod control;
 pub mod failpoint;
 pub mod fetch;
 pub mod import;
+pub mod mdns;
 pub mod model;
 pub mod net;
 pub mod pipeline;

@@ -92,3 +92,47 @@ fn a_busy_port_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// Listening on the LAN, the service announces NAME.local by mDNS with an `_http._tcp`
+/// record carrying the web port; a resolver on this machine finds both.
+#[test]
+fn the_service_announces_itself_by_mdns() {
+    let t = tmp();
+    let name = format!("postroom-it-{}", std::process::id());
+    let mut serve = Serve::start(
+        t.path(),
+        &[
+            ("POSTROOM_LISTEN", "0.0.0.0:0"),
+            ("POSTROOM_MDNS_NAME", &name),
+        ],
+    );
+    serve.wait_for("mDNS: announcing", Duration::from_secs(30));
+    let port = web_port(&serve.wait_for("ready", Duration::from_secs(30)));
+    let client = mdns_sd::ServiceDaemon::new().unwrap();
+    let browse = client.browse("_http._tcp.local.").unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut found = None;
+    while Instant::now() < until && found.is_none() {
+        if let Ok(mdns_sd::ServiceEvent::ServiceResolved(info)) =
+            browse.recv_timeout(Duration::from_millis(500))
+            && info.get_hostname() == format!("{name}.local.")
+        {
+            found = Some((info.get_port(), info.get_addresses_v4().len()));
+        }
+    }
+    let _ = client.shutdown();
+    let (p, addrs) = found.expect("the service record was announced");
+    assert_eq!(p, port, "the record carries the web port");
+    assert!(addrs > 0, "with the machine's addresses");
+    serve.stop();
+}
+
+#[test]
+fn a_bad_mdns_name_is_refused() {
+    let t = tmp();
+    let out = crate::support::cmd(t.path(), &["serve", "--mdns-name", "post room"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a host name"));
+}
