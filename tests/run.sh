@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 say() { printf '\n== %s\n' "$*"; }
 
 # Debian packages the tests talk to or use: a real Dovecot (IMAP + POP3, each test starts
-# its own instance on 127.0.0.1 with random ports), openssl for its certificate, procps.
-# Installed only when missing.
+# its own instance on 127.0.0.1 with random ports), a real SMTP server (aiosmtpd on
+# Debian's /usr/bin/python3, tests/support/smtpd.py), openssl for their certificates,
+# procps. Installed only when missing.
 need_pkgs=()
 for pair in "kill:procps" "time:time" "openssl:openssl" "dovecot:dovecot-core" \
             "/usr/lib/dovecot/imap:dovecot-imapd" "/usr/lib/dovecot/pop3:dovecot-pop3d"; do
@@ -18,6 +19,7 @@ for pair in "kill:procps" "time:time" "openssl:openssl" "dovecot:dovecot-core" \
     *) command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/bin/$bin" ] || [ -x "/usr/sbin/$bin" ] || need_pkgs+=("$pkg") ;;
   esac
 done
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_pkgs+=("python3-aiosmtpd")
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -10,6 +10,9 @@ mod dovecot;
 #[path = "../support/genmail.rs"]
 #[allow(dead_code)]
 mod genmail;
+#[path = "../support/smtpd.rs"]
+#[allow(dead_code)]
+mod smtpd;
 mod support;
 
 mod architecture;
@@ -20,6 +23,7 @@ mod dovecot_selftest;
 mod fakeserver;
 mod import;
 mod intake;
+mod smtpd_selftest;
 mod store;
 mod threading;
 mod web;

@@ -895,8 +895,10 @@ fn openssl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A self-signed EC P-256 cert for localhost/127.0.0.1; returns its path and DER SHA-256.
-fn make_cert(tls: &Path) -> (PathBuf, [u8; 32]) {
+/// A self-signed EC P-256 cert for localhost/127.0.0.1 written as `cert.pem` and
+/// `key.pem` (mode 0600) into the existing directory `tls`; returns the certificate's
+/// path and DER SHA-256. Shared with `tests/support/smtpd.rs`.
+pub fn make_cert(tls: &Path) -> (PathBuf, [u8; 32]) {
     let cnf = tls.join("openssl.cnf");
     let (cert, key) = (tls.join("cert.pem"), tls.join("key.pem"));
     write_file(&cnf, OPENSSL_CNF.as_bytes(), 0o644);
