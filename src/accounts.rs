@@ -95,7 +95,7 @@ pub fn password_context(id: AccountId) -> String {
     format!("account:{id}")
 }
 
-fn valid_host(h: &str) -> bool {
+pub(crate) fn valid_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.chars()

@@ -42,6 +42,7 @@ pub enum AppError {
     Fetch(Box<crate::fetch::FetchError>),
     Usage(String),
     Web(crate::web::ListenError),
+    Smtp(crate::smtp::servers::SmtpConfigError),
 }
 
 impl std::fmt::Display for AppError {
@@ -67,6 +68,7 @@ impl std::fmt::Display for AppError {
             AppError::Fetch(e) => e.fmt(f),
             AppError::Usage(s) => f.write_str(s),
             AppError::Web(e) => e.fmt(f),
+            AppError::Smtp(e) => e.fmt(f),
         }
     }
 }

@@ -10,11 +10,12 @@ use crate::config;
 use crate::fetch::FetchCtx;
 use crate::import::{self, ImportReport};
 use crate::model::{
-    AccountRecord, ConvId, ConversationRecord, Direction, MailboxId, MessageRecord, RawId, Status,
-    SystemClock, format_rfc3339, format_utc,
+    AccountRecord, ConvId, ConversationRecord, Direction, MailboxId, MessageRecord, RawId,
+    SmtpRecord, Status, SystemClock, format_rfc3339, format_utc,
 };
 use crate::net::Fingerprint;
 use crate::secret::Secret;
+use crate::smtp::servers::SmtpInput;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
@@ -132,6 +133,79 @@ pub enum Command {
     Fetch {
         /// Account name
         name: String,
+    },
+    /// Add, change, list, remove and test the SMTP servers replies leave through
+    #[command(subcommand)]
+    Smtp(SmtpCmd),
+}
+
+/// The fields of an SMTP server, as flags (used by `smtp add` and `smtp edit`).
+#[derive(clap::Args, Debug, Default)]
+pub struct SmtpFlags {
+    /// Server host name or IP address
+    #[arg(long, value_name = "HOST")]
+    host: Option<String>,
+    /// Server port (default: 587 for starttls, 465 for tls, 25 for none)
+    #[arg(long, value_name = "PORT")]
+    port: Option<u32>,
+    /// none, starttls or tls (default starttls)
+    #[arg(long, value_name = "MODE")]
+    security: Option<String>,
+    /// Login method: none, plain or login (default plain)
+    #[arg(long, value_name = "METHOD")]
+    auth: Option<String>,
+    /// Login name
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    /// Password (visible to other local users in the process list; prefer --password-file)
+    #[arg(long, value_name = "PASSWORD", conflicts_with = "password_file")]
+    password: Option<String>,
+    /// Read the password from the first line of this file
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Name to send in EHLO (default: this machine's host name)
+    #[arg(long, value_name = "NAME")]
+    helo: Option<String>,
+    /// Trust exactly this certificate (SHA-256 fingerprint) for a self-signed server; "" removes the pin
+    #[arg(long, value_name = "SHA256")]
+    pin_cert: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SmtpCmd {
+    /// Add an SMTP server
+    Add {
+        /// A short name, e.g. relay
+        name: String,
+        #[command(flatten)]
+        flags: SmtpFlags,
+    },
+    /// Change an SMTP server (only the given fields change)
+    Edit {
+        name: String,
+        /// New name
+        #[arg(long, value_name = "NAME")]
+        rename: Option<String>,
+        #[command(flatten)]
+        flags: SmtpFlags,
+    },
+    /// List the SMTP servers
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an SMTP server no mailbox uses
+    Remove { name: String },
+    /// Send a real test message and show every step with the server's replies
+    Test {
+        name: String,
+        /// Recipient of the test message
+        #[arg(long, value_name = "ADDRESS")]
+        to: String,
+        /// Sender (default: the login name when it is an address)
+        #[arg(long, value_name = "ADDRESS")]
+        from: Option<String>,
     },
 }
 
@@ -273,6 +347,7 @@ pub fn execute(dir: &DataDir, cmd: Command, service: Option<&FetchCtx>) -> Resul
         Command::Settings { key, value } => cmd_settings(dir, key, value),
         Command::Account(cmd) => cmd_account(dir, cmd, service),
         Command::Fetch { name } => cmd_fetch(dir, &name, service),
+        Command::Smtp(cmd) => cmd_smtp(dir, cmd),
     }
 }
 
@@ -292,20 +367,25 @@ impl Command {
                     abs(p);
                 }
             }
+            Command::Smtp(SmtpCmd::Add { flags, .. } | SmtpCmd::Edit { flags, .. }) => {
+                if let Some(p) = flags.password_file.as_mut() {
+                    abs(p);
+                }
+            }
             _ => {}
         }
     }
 }
 
-fn account_input(
-    dir: &DataDir,
-    name: Option<String>,
-    f: AccountFlags,
-) -> Result<AccountInput, AppError> {
-    let password = match (f.password, f.password_file) {
+/// `--password` or the first line of `--password-file`.
+fn password_flag(
+    password: Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<Secret>, AppError> {
+    Ok(match (password, file) {
         (Some(p), _) => Some(Secret::new(p)),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            let text = std::fs::read_to_string(path).map_err(|e| {
                 AppError::Usage(format!(
                     "cannot read the password file {}: {e}",
                     path.display()
@@ -314,7 +394,209 @@ fn account_input(
             Some(Secret::new(text.lines().next().unwrap_or("").to_owned()))
         }
         (None, None) => None,
+    })
+}
+
+fn smtp_input(name: Option<String>, f: SmtpFlags) -> Result<SmtpInput, AppError> {
+    Ok(SmtpInput {
+        name,
+        password: password_flag(f.password, f.password_file.as_deref())?,
+        host: f.host,
+        port: f.port,
+        security: f.security,
+        auth: f.auth,
+        username: f.user,
+        helo: f.helo,
+        pinned_cert: f.pin_cert,
+    })
+}
+
+fn smtp_json(s: &SmtpRecord, mailboxes: &[crate::model::MailboxRecord]) -> serde_json::Value {
+    json!({
+        "name": s.name,
+        "host": s.host,
+        "port": s.port,
+        "security": s.security,
+        "auth": s.auth,
+        "user": s.username,
+        "helo": s.helo,
+        "pinned_cert": s.pinned_cert.map(|p| Fingerprint(p).to_string()),
+        "mailboxes": mailboxes.iter().filter(|m| m.smtp == Some(s.id)).map(|m| m.name.clone()).collect::<Vec<_>>(),
+        "last_test": s.last_test.as_ref().map(|(at, ok, summary)| json!({
+            "at": format_rfc3339(at / 1000), "ok": ok, "summary": summary,
+        })),
+    })
+}
+
+fn cmd_smtp(dir: &DataDir, cmd: SmtpCmd) -> Result<(), AppError> {
+    use crate::smtp::servers;
+    let cfg = AppError::Smtp;
+    match cmd {
+        SmtpCmd::Add { name, flags } => {
+            let keys = dir.keyring()?;
+            let input = smtp_input(Some(name), flags)?;
+            let s = dir
+                .store
+                .write(|tx| servers::add(tx, &keys, &input).map_err(cfg))?;
+            out!(
+                "added SMTP server {:?}: {}:{} ({}), login {}{}",
+                s.name,
+                s.host,
+                s.port,
+                s.security,
+                s.auth.as_str(),
+                if s.username.is_empty() {
+                    String::new()
+                } else {
+                    format!(" as {}", s.username)
+                }
+            );
+            out!(
+                "test it with: postroom smtp test {} --to YOUR-ADDRESS",
+                s.name
+            );
+        }
+        SmtpCmd::Edit {
+            name,
+            rename,
+            flags,
+        } => {
+            let keys = dir.keyring()?;
+            let input = smtp_input(rename, flags)?;
+            let s = dir
+                .store
+                .write(|tx| servers::edit(tx, &keys, &name, &input).map_err(cfg))?;
+            out!(
+                "changed SMTP server {:?}: {}:{} ({}), login {}",
+                s.name,
+                s.host,
+                s.port,
+                s.security,
+                s.auth.as_str()
+            );
+        }
+        SmtpCmd::List { json: json_out } => {
+            let r = dir.store.read()?;
+            let (list, mailboxes) = (r.smtp_servers()?, r.mailboxes()?);
+            if json_out {
+                print_json(&serde_json::Value::Array(
+                    list.iter().map(|s| smtp_json(s, &mailboxes)).collect(),
+                ));
+                return Ok(());
+            }
+            if list.is_empty() {
+                out!(
+                    "no SMTP servers yet; add one with: postroom smtp add NAME --host HOST --user USER --password-file FILE"
+                );
+            }
+            for s in &list {
+                let test = match &s.last_test {
+                    None => "never tested".to_owned(),
+                    Some((at, ok, summary)) => format!(
+                        "last test {} {}: {summary}",
+                        format_utc(at / 1000),
+                        if *ok { "passed" } else { "FAILED" }
+                    ),
+                };
+                out!(
+                    "{:<16} {}:{} {:<8} login {}{}  ({test})",
+                    s.name,
+                    s.host,
+                    s.port,
+                    s.security,
+                    s.auth.as_str(),
+                    if s.username.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" as {}", s.username)
+                    }
+                );
+            }
+        }
+        SmtpCmd::Remove { name } => {
+            let s = dir
+                .store
+                .write(|tx| servers::remove(tx, &name).map_err(cfg))?;
+            out!("removed SMTP server {:?}", s.name);
+        }
+        SmtpCmd::Test { name, to, from } => cmd_smtp_test(dir, &name, &to, from.as_deref())?,
+    }
+    Ok(())
+}
+
+fn cmd_smtp_test(dir: &DataDir, name: &str, to: &str, from: Option<&str>) -> Result<(), AppError> {
+    use crate::smtp::servers;
+    let keys = dir.keyring()?;
+    let server = dir
+        .store
+        .write(|tx| servers::find(tx, name).map_err(AppError::Smtp))?;
+    let from = match from {
+        Some(f) => f.to_owned(),
+        None if server.username.contains('@') => server.username.clone(),
+        None => {
+            return Err(AppError::Usage(format!(
+                "give the sender with --from ADDRESS (the login name {:?} is not an address)",
+                server.username
+            )));
+        }
     };
+    let password = servers::password(&keys, &server).map_err(AppError::Secret)?;
+    let clock = SystemClock;
+    let bytes = crate::compose::test_message(&from, to, &server.name, &clock)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    out!(
+        "testing SMTP server {:?}: {}:{} ({}), from {from} to {to}",
+        server.name,
+        server.host,
+        server.port,
+        server.security
+    );
+    let mut n = 0;
+    let rcpts = [to.to_owned()];
+    let msg = crate::smtp::Outgoing {
+        mail_from: &from,
+        rcpt_to: &rcpts,
+        bytes: &bytes,
+    };
+    let result = crate::smtp::deliver(&server, password.as_ref(), &msg, &mut |s| {
+        n += 1;
+        out!(
+            "{n}. {} {:<22} {}",
+            if s.ok { "ok  " } else { "FAIL" },
+            s.what,
+            s.detail
+        );
+    });
+    let now = crate::model::Clock::now_ms(&clock);
+    let (ok, summary) = match &result {
+        Ok(reply) => (true, format!("accepted: {reply}")),
+        Err(e) => (false, e.to_string()),
+    };
+    let id = server.id;
+    dir.store.write(|tx| {
+        if let Some(mut s) = tx.smtp_servers()?.into_iter().find(|s| s.id == id) {
+            s.last_test = Some((now, ok, summary.clone()));
+            tx.put_smtp(&s)?;
+        }
+        Ok::<_, AppError>(())
+    })?;
+    match result {
+        Ok(reply) => {
+            out!("the server accepted the test message: {reply}");
+            Ok(())
+        }
+        Err(e) => Err(AppError::Usage(format!(
+            "the test message was not sent: {e}"
+        ))),
+    }
+}
+
+fn account_input(
+    dir: &DataDir,
+    name: Option<String>,
+    f: AccountFlags,
+) -> Result<AccountInput, AppError> {
+    let password = password_flag(f.password, f.password_file.as_deref())?;
     let mailbox = match f.mailbox {
         Some(m) => Some(mailbox_by_name(dir, Some(&m))?),
         None => None,
@@ -590,11 +872,7 @@ fn mailbox_by_name(dir: &DataDir, name: Option<&str>) -> Result<MailboxId, AppEr
             return Ok::<_, AppError>(m.id);
         }
         let id = MailboxId(tx.next_id("mailbox")?);
-        tx.put_mailbox(&crate::model::MailboxRecord {
-            id,
-            name: name.to_owned(),
-            address: None,
-        })?;
+        tx.put_mailbox(&crate::model::MailboxRecord::named(id, name))?;
         Ok(id)
     })
 }

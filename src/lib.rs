@@ -30,6 +30,8 @@
 //! | [`pipeline`] | parse -> thread -> conversation as pure stages + the orchestrator of commit 2 | touch the network |
 //! | [`import`] | reading .eml/mbox/Maildir into commit 1 | parse MIME or thread |
 //! | [`fetch`] | the only code that speaks IMAP or POP3: cursors, IDLE, removal after commit | parse MIME, create conversations |
+//! | [`compose`] | building outgoing mail (mail-builder), Message-IDs, threading headers; refusing injected headers | send, queue or store |
+//! | [`smtp`] | the only code that speaks SMTP: one delivery, step by step, failures sorted into temporary and permanent | queue, retry or compose |
 //! | [`net`] | TCP + rustls (ring) connect, STARTTLS upgrade, certificate policy and pinning | speak a mail protocol |
 //! | [`accounts`] | validation of mail-account settings, sealing passwords | connect anywhere |
 //! | [`secret`] | `Secret` (prints `***`), the key file, sealed passwords | log or store a key in clear |
@@ -63,6 +65,7 @@
 pub mod accounts;
 pub mod app;
 pub mod cli;
+pub mod compose;
 pub mod config;
 pub mod control;
 pub mod failpoint;
@@ -73,5 +76,6 @@ pub mod model;
 pub mod net;
 pub mod pipeline;
 pub mod secret;
+pub mod smtp;
 pub mod store;
 pub mod web;

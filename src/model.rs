@@ -12,7 +12,7 @@ use std::fmt;
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
         pub struct $name(pub u64);
 
@@ -242,13 +242,191 @@ pub struct ConversationRecord {
     pub merged_into: Option<ConvId>,
 }
 
-/// A mailbox: a shared inbox the team works on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A mailbox: a shared inbox the team works on, with its system addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct MailboxRecord {
     pub id: MailboxId,
     pub name: String,
-    /// The mailbox's own address, once configured.
+    /// The mailbox's own address (From of replies), once configured.
     pub address: Option<String>,
+    /// Whether the main address may be used; addresses are never deleted.
+    pub address_validity: Validity,
+    /// The admin's note on the main address.
+    pub address_comment: String,
+    /// Display name in From (empty: the mailbox name).
+    pub display_name: String,
+    /// Further addresses: mail to them lands here, replies may go from them.
+    pub aliases: Vec<AliasAddress>,
+    pub from_policy: FromPolicy,
+    /// Signature template appended to replies (minijinja).
+    pub signature: String,
+    /// A copy of every reply goes here too.
+    pub auto_bcc: Option<String>,
+    pub auto_reply: bool,
+    pub auto_reply_subject: String,
+    pub auto_reply_body: String,
+    /// The SMTP server replies leave through.
+    pub smtp: Option<SmtpId>,
+    /// IMAP account and folder that get a copy of each sent reply.
+    pub sent_copy: Option<(AccountId, String)>,
+}
+
+impl MailboxRecord {
+    /// A new mailbox with only a name (as `import --mailbox` creates them).
+    pub fn named(id: MailboxId, name: &str) -> MailboxRecord {
+        MailboxRecord {
+            id,
+            name: name.to_owned(),
+            ..MailboxRecord::default()
+        }
+    }
+
+    /// Every address of the mailbox, the main one first, with its validity.
+    pub fn addresses(&self) -> Vec<(&str, Validity)> {
+        let mut out: Vec<(&str, Validity)> = self
+            .address
+            .iter()
+            .map(|a| (a.as_str(), self.address_validity))
+            .collect();
+        out.extend(
+            self.aliases
+                .iter()
+                .map(|a| (a.address.as_str(), a.validity)),
+        );
+        out
+    }
+}
+
+/// Whether an address may be used. Addresses are never deleted, only made invalid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Validity {
+    #[default]
+    Valid,
+    Invalid,
+    TemporarilyInvalid,
+}
+
+impl Validity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Validity::Valid => "valid",
+            Validity::Invalid => "invalid",
+            Validity::TemporarilyInvalid => "temporarily-invalid",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Validity> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "valid" => Validity::Valid,
+            "invalid" => Validity::Invalid,
+            "temporarily-invalid" | "temporarily_invalid" | "temporary" => {
+                Validity::TemporarilyInvalid
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// An alias address of a mailbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AliasAddress {
+    pub address: String,
+    pub validity: Validity,
+    pub comment: String,
+}
+
+/// Whose name a reply's From carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FromPolicy {
+    /// "Support <support@example.org>"
+    #[default]
+    Mailbox,
+    /// "Anna via Support <support@example.org>"
+    AgentViaMailbox,
+}
+
+id_type!(
+    /// One SMTP server replies are sent through.
+    SmtpId
+);
+
+/// How Postroom logs in to an SMTP server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpAuth {
+    /// No login (a relay that trusts the LAN).
+    #[default]
+    None,
+    Plain,
+    Login,
+}
+
+impl SmtpAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpAuth::None => "none",
+            SmtpAuth::Plain => "plain",
+            SmtpAuth::Login => "login",
+        }
+    }
+    pub fn parse(s: &str) -> Option<SmtpAuth> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "none" => SmtpAuth::None,
+            "plain" => SmtpAuth::Plain,
+            "login" => SmtpAuth::Login,
+            _ => return None,
+        })
+    }
+}
+
+/// An SMTP server as stored; the password is sealed like account passwords.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpRecord {
+    pub id: SmtpId,
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub auth: SmtpAuth,
+    pub username: String,
+    pub password_sealed: Vec<u8>,
+    /// Name sent in EHLO (empty: this machine's host name).
+    pub helo: String,
+    pub pinned_cert: Option<[u8; 32]>,
+    /// Outcome of the last `smtp test`: when (unix ms), whether it worked, a summary.
+    pub last_test: Option<(i64, bool, String)>,
+}
+
+/// Where an outgoing message stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboxState {
+    /// Waiting for its next attempt at `due` (unix ms).
+    Queued { due: i64 },
+    /// The relay accepted it (its reply).
+    Sent { at: i64, reply: String },
+    /// Refused for good (5xx), or retried for too long; the reply or reason.
+    Failed { at: i64, reply: String },
+}
+
+/// One message in the outbox: the exact bytes are a raw message of our own (so a
+/// resend after a crash sends the same bytes and Message-ID).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxRecord {
+    pub id: u64,
+    pub raw: RawId,
+    pub msg: MsgId,
+    pub conv: ConvId,
+    pub mailbox: MailboxId,
+    pub smtp: SmtpId,
+    /// Envelope sender; empty for automatic mail (RFC 3834: no bounces to auto-replies).
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub created: i64,
+    pub attempts: u32,
+    /// The last reply or error, for people.
+    pub last_error: String,
+    pub state: OutboxState,
 }
 
 /// Severity of a communication-log entry.

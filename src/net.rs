@@ -399,6 +399,15 @@ impl ServerCertVerifier for Verifier {
 
 fn tls_error(ep: &Endpoint, e: &std::io::Error, seen: Option<Fingerprint>) -> NetError {
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    tls_error_of(ep, inner, &e.to_string(), seen)
+}
+
+fn tls_error_of(
+    ep: &Endpoint,
+    inner: Option<&rustls::Error>,
+    e: &str,
+    seen: Option<Fingerprint>,
+) -> NetError {
     let (detail, hint) = match inner {
         Some(rustls::Error::InvalidCertificate(c)) => (
             format!("the server's certificate is not trusted ({c:?})"),
@@ -430,8 +439,10 @@ fn tls_error(ep: &Endpoint, e: &std::io::Error, seen: Option<Fingerprint>) -> Ne
     }
 }
 
-/// Wraps a connected stream in TLS, verifying the server per the endpoint's policy.
-pub async fn tls_handshake(ep: &Endpoint, tcp: TcpStream) -> Result<Conn, NetError> {
+/// The fingerprint a verifier saw, readable after a failed handshake.
+type Seen = Arc<Mutex<Option<Fingerprint>>>;
+
+fn verifier(ep: &Endpoint) -> Result<(Arc<Verifier>, Seen), NetError> {
     let webpki = WebPkiServerVerifier::builder_with_provider(root_store(), provider())
         .build()
         .map_err(|e| NetError::Tls {
@@ -447,6 +458,50 @@ pub async fn tls_handshake(ep: &Endpoint, tcp: TcpStream) -> Result<Conn, NetErr
         webpki,
         seen: seen.clone(),
     });
+    Ok((verifier, seen))
+}
+
+fn server_name(ep: &Endpoint) -> Result<ServerName<'static>, NetError> {
+    ServerName::try_from(bare_host(&ep.host).to_owned()).map_err(|_| NetError::Tls {
+        host: ep.host.clone(),
+        port: ep.port,
+        detail: format!("{:?} is not a valid host name for TLS", ep.host),
+        hint: "Use the server's DNS name or IP address.".into(),
+        seen: None,
+    })
+}
+
+/// Checks a certificate chain (DER, server's own certificate first) a TLS library that
+/// is not ours negotiated (the SMTP client), with exactly the policy of `tls_handshake`:
+/// the system and bundled roots with the host name, or the one pinned certificate. Its
+/// callers send nothing but EHLO before this passes. Returns the server's fingerprint.
+pub fn verify_chain(ep: &Endpoint, chain: &[Vec<u8>]) -> Result<Fingerprint, NetError> {
+    let (verifier, _) = verifier(ep)?;
+    let Some((end, rest)) = chain.split_first() else {
+        return Err(NetError::Tls {
+            host: ep.host.clone(),
+            port: ep.port,
+            detail: "the server presented no certificate".into(),
+            hint: "Check the server's TLS configuration.".into(),
+            seen: None,
+        });
+    };
+    let fp = Fingerprint::of(end);
+    let end = CertificateDer::from(end.as_slice());
+    let rest: Vec<CertificateDer<'_>> = rest
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    let name = server_name(ep)?;
+    match verifier.verify_server_cert(&end, &rest, &name, &[], UnixTime::now()) {
+        Ok(_) => Ok(fp),
+        Err(e) => Err(tls_error_of(ep, Some(&e), &e.to_string(), Some(fp))),
+    }
+}
+
+/// Wraps a connected stream in TLS, verifying the server per the endpoint's policy.
+pub async fn tls_handshake(ep: &Endpoint, tcp: TcpStream) -> Result<Conn, NetError> {
+    let (verifier, seen) = verifier(ep)?;
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| NetError::Tls {
@@ -459,13 +514,7 @@ pub async fn tls_handshake(ep: &Endpoint, tcp: TcpStream) -> Result<Conn, NetErr
         .dangerous() // our own verifier: webpki, or exactly one pinned certificate
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    let name = ServerName::try_from(bare_host(&ep.host).to_owned()).map_err(|_| NetError::Tls {
-        host: ep.host.clone(),
-        port: ep.port,
-        detail: format!("{:?} is not a valid host name for TLS", ep.host),
-        hint: "Use the server's DNS name or IP address.".into(),
-        seen: None,
-    })?;
+    let name = server_name(ep)?;
     let connector = TlsConnector::from(Arc::new(config));
     match with_timeout(ep, "negotiating TLS", connector.connect(name, tcp)).await? {
         Ok(s) => Ok(Conn::Tls(Box::new(s))),

@@ -7,9 +7,10 @@
 //! that names the record).
 
 use crate::model::{
-    AccountId, AccountRecord, Addr, AfterFetch, ContentHash, ConvId, ConversationRecord, Direction,
-    FolderCursor, Level, LogEntry, MailboxId, MailboxRecord, MessageRecord, MsgFlags, MsgId,
-    Protocol, RawId, RawRecord, Security, Status, TakenRecord,
+    AccountId, AccountRecord, Addr, AfterFetch, AliasAddress, ContentHash, ConvId,
+    ConversationRecord, Direction, FolderCursor, FromPolicy, Level, LogEntry, MailboxId,
+    MailboxRecord, MessageRecord, MsgFlags, MsgId, OutboxRecord, OutboxState, Protocol, RawId,
+    RawRecord, Security, SmtpAuth, SmtpId, SmtpRecord, Status, TakenRecord, Validity,
 };
 use std::fmt;
 
@@ -380,21 +381,229 @@ pub fn decode_conversation(v: &[u8]) -> Result<ConversationRecord, DecodeError> 
     Ok(c)
 }
 
+const MAILBOX_V2: u8 = 2;
+
+fn validity_u8(v: Validity) -> u8 {
+    match v {
+        Validity::Valid => 0,
+        Validity::Invalid => 1,
+        Validity::TemporarilyInvalid => 2,
+    }
+}
+
+fn u8_validity(d: &mut Dec<'_>) -> Result<Validity, DecodeError> {
+    Ok(match d.u8()? {
+        0 => Validity::Valid,
+        1 => Validity::Invalid,
+        2 => Validity::TemporarilyInvalid,
+        n => return Err(d.err(format!("validity {n}"))),
+    })
+}
+
 pub fn encode_mailbox(m: &MailboxRecord) -> Vec<u8> {
-    let mut e = Enc::new(MAILBOX_V1);
-    e.u64(m.id.0).str(&m.name).opt_str(m.address.as_deref());
+    let mut e = Enc::new(MAILBOX_V2);
+    e.u64(m.id.0)
+        .str(&m.name)
+        .opt_str(m.address.as_deref())
+        .u8(validity_u8(m.address_validity))
+        .str(&m.address_comment)
+        .str(&m.display_name)
+        .u32(u32::try_from(m.aliases.len()).unwrap_or(u32::MAX));
+    for a in &m.aliases {
+        e.str(&a.address)
+            .u8(validity_u8(a.validity))
+            .str(&a.comment);
+    }
+    e.u8(match m.from_policy {
+        FromPolicy::Mailbox => 0,
+        FromPolicy::AgentViaMailbox => 1,
+    })
+    .str(&m.signature)
+    .opt_str(m.auto_bcc.as_deref())
+    .u8(u8::from(m.auto_reply))
+    .str(&m.auto_reply_subject)
+    .str(&m.auto_reply_body)
+    .opt_u64(m.smtp.map(|s| s.0));
+    match &m.sent_copy {
+        Some((acct, folder)) => e.u8(1).u64(acct.0).str(folder),
+        None => e.u8(0),
+    };
     e.finish()
 }
 
+/// Reads both formats: 1 (name and address only, schema 1-2) and 2.
 pub fn decode_mailbox(v: &[u8]) -> Result<MailboxRecord, DecodeError> {
-    let mut d = Dec::new(v, "mailbox", MAILBOX_V1)?;
+    if v.first() == Some(&MAILBOX_V1) {
+        let mut d = Dec::new(v, "mailbox", MAILBOX_V1)?;
+        let m = MailboxRecord {
+            id: MailboxId(d.u64()?),
+            name: d.str()?,
+            address: d.opt_str()?,
+            ..MailboxRecord::default()
+        };
+        d.end()?;
+        return Ok(m);
+    }
+    let mut d = Dec::new(v, "mailbox", MAILBOX_V2)?;
+    let id = MailboxId(d.u64()?);
+    let name = d.str()?;
+    let address = d.opt_str()?;
+    let address_validity = u8_validity(&mut d)?;
+    let address_comment = d.str()?;
+    let display_name = d.str()?;
+    let n = d.u32()?;
+    let mut aliases = Vec::new();
+    for _ in 0..n {
+        aliases.push(AliasAddress {
+            address: d.str()?,
+            validity: u8_validity(&mut d)?,
+            comment: d.str()?,
+        });
+    }
+    let from_policy = match d.u8()? {
+        0 => FromPolicy::Mailbox,
+        1 => FromPolicy::AgentViaMailbox,
+        n => return Err(d.err(format!("from policy {n}"))),
+    };
     let m = MailboxRecord {
-        id: MailboxId(d.u64()?),
-        name: d.str()?,
-        address: d.opt_str()?,
+        id,
+        name,
+        address,
+        address_validity,
+        address_comment,
+        display_name,
+        aliases,
+        from_policy,
+        signature: d.str()?,
+        auto_bcc: d.opt_str()?,
+        auto_reply: d.u8()? != 0,
+        auto_reply_subject: d.str()?,
+        auto_reply_body: d.str()?,
+        smtp: d.opt_u64()?.map(SmtpId),
+        sent_copy: if d.flag()? {
+            Some((AccountId(d.u64()?), d.str()?))
+        } else {
+            None
+        },
     };
     d.end()?;
     Ok(m)
+}
+
+const SMTP_V1: u8 = 1;
+
+pub fn encode_smtp(s: &SmtpRecord) -> Vec<u8> {
+    let mut e = Enc::new(SMTP_V1);
+    e.u64(s.id.0)
+        .str(&s.name)
+        .str(&s.host)
+        .u32(u32::from(s.port))
+        .u8(security_u8(s.security))
+        .u8(match s.auth {
+            SmtpAuth::None => 0,
+            SmtpAuth::Plain => 1,
+            SmtpAuth::Login => 2,
+        })
+        .str(&s.username)
+        .bytes(&s.password_sealed)
+        .str(&s.helo);
+    match &s.pinned_cert {
+        Some(fp) => e.u8(1).fixed(fp),
+        None => e.u8(0),
+    };
+    match &s.last_test {
+        Some((at, ok, summary)) => e.u8(1).i64(*at).u8(u8::from(*ok)).str(summary),
+        None => e.u8(0),
+    };
+    e.finish()
+}
+
+pub fn decode_smtp(v: &[u8]) -> Result<SmtpRecord, DecodeError> {
+    let mut d = Dec::new(v, "smtp server", SMTP_V1)?;
+    let id = SmtpId(d.u64()?);
+    let name = d.str()?;
+    let host = d.str()?;
+    let port = u16::try_from(d.u32()?).map_err(|_| d.err("port out of range"))?;
+    let security = u8_security(&mut d)?;
+    let auth = match d.u8()? {
+        0 => SmtpAuth::None,
+        1 => SmtpAuth::Plain,
+        2 => SmtpAuth::Login,
+        n => return Err(d.err(format!("auth {n}"))),
+    };
+    let s = SmtpRecord {
+        id,
+        name,
+        host,
+        port,
+        security,
+        auth,
+        username: d.str()?,
+        password_sealed: d.bytes()?.to_vec(),
+        helo: d.str()?,
+        pinned_cert: if d.flag()? { Some(d.array()?) } else { None },
+        last_test: if d.flag()? {
+            Some((d.i64()?, d.u8()? != 0, d.str()?))
+        } else {
+            None
+        },
+    };
+    d.end()?;
+    Ok(s)
+}
+
+const OUTBOX_V1: u8 = 1;
+
+pub fn encode_outbox(o: &OutboxRecord) -> Vec<u8> {
+    let mut e = Enc::new(OUTBOX_V1);
+    e.u64(o.id)
+        .u64(o.raw.0)
+        .u64(o.msg.0)
+        .u64(o.conv.0)
+        .u64(o.mailbox.0)
+        .u64(o.smtp.0)
+        .str(&o.mail_from)
+        .strs(&o.rcpt_to)
+        .i64(o.created)
+        .u32(o.attempts)
+        .str(&o.last_error);
+    match &o.state {
+        OutboxState::Queued { due } => e.u8(0).i64(*due),
+        OutboxState::Sent { at, reply } => e.u8(1).i64(*at).str(reply),
+        OutboxState::Failed { at, reply } => e.u8(2).i64(*at).str(reply),
+    };
+    e.finish()
+}
+
+pub fn decode_outbox(v: &[u8]) -> Result<OutboxRecord, DecodeError> {
+    let mut d = Dec::new(v, "outbox entry", OUTBOX_V1)?;
+    let o = OutboxRecord {
+        id: d.u64()?,
+        raw: RawId(d.u64()?),
+        msg: MsgId(d.u64()?),
+        conv: ConvId(d.u64()?),
+        mailbox: MailboxId(d.u64()?),
+        smtp: SmtpId(d.u64()?),
+        mail_from: d.str()?,
+        rcpt_to: d.strs()?,
+        created: d.i64()?,
+        attempts: d.u32()?,
+        last_error: d.str()?,
+        state: match d.u8()? {
+            0 => OutboxState::Queued { due: d.i64()? },
+            1 => OutboxState::Sent {
+                at: d.i64()?,
+                reply: d.str()?,
+            },
+            2 => OutboxState::Failed {
+                at: d.i64()?,
+                reply: d.str()?,
+            },
+            n => return Err(d.err(format!("outbox state {n}"))),
+        },
+    };
+    d.end()?;
+    Ok(o)
 }
 
 pub fn encode_log(l: &LogEntry) -> Vec<u8> {
@@ -433,6 +642,23 @@ pub fn decode_log(v: &[u8]) -> Result<LogEntry, DecodeError> {
 }
 
 const ACCOUNT_V1: u8 = 1;
+
+fn security_u8(s: Security) -> u8 {
+    match s {
+        Security::None => 0,
+        Security::StartTls => 1,
+        Security::Tls => 2,
+    }
+}
+
+fn u8_security(d: &mut Dec<'_>) -> Result<Security, DecodeError> {
+    Ok(match d.u8()? {
+        0 => Security::None,
+        1 => Security::StartTls,
+        2 => Security::Tls,
+        n => return Err(d.err(format!("security {n}"))),
+    })
+}
 const CURSOR_V1: u8 = 1;
 const TAKEN_V1: u8 = 1;
 
@@ -451,11 +677,7 @@ pub fn encode_account(a: &AccountRecord) -> Vec<u8> {
         })
         .str(&a.host)
         .u32(u32::from(a.port))
-        .u8(match a.security {
-            Security::None => 0,
-            Security::StartTls => 1,
-            Security::Tls => 2,
-        })
+        .u8(security_u8(a.security))
         .str(&a.username)
         .bytes(&a.password_sealed)
         .strs(&a.folders)
@@ -483,12 +705,7 @@ pub fn decode_account(v: &[u8]) -> Result<AccountRecord, DecodeError> {
     };
     let host = d.str()?;
     let port = u16::try_from(d.u32()?).map_err(|_| d.err("port out of range"))?;
-    let security = match d.u8()? {
-        0 => Security::None,
-        1 => Security::StartTls,
-        2 => Security::Tls,
-        n => return Err(d.err(format!("security {n}"))),
-    };
+    let security = u8_security(&mut d)?;
     let username = d.str()?;
     let password_sealed = d.bytes()?.to_vec();
     let folders = d.strs()?;

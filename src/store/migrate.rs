@@ -18,16 +18,12 @@ type Step = (u32, fn(&WriteTransaction) -> Result<(), StoreError>);
 
 /// Steps from an empty file upwards. Version 1 is the first layout: creating the tables
 /// happens when `Tx` opens them; the step adds the default mailbox.
-const STEPS: &[Step] = &[(1, init_v1), (2, to_v2)];
+const STEPS: &[Step] = &[(1, init_v1), (2, to_v2), (3, to_v3)];
 
 fn init_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut tx = Tx::open(txn)?;
     let id = MailboxId(tx.next_id("mailbox")?);
-    tx.put_mailbox(&MailboxRecord {
-        id,
-        name: "Inbox".into(),
-        address: None,
-    })
+    tx.put_mailbox(&MailboxRecord::named(id, "Inbox"))
 }
 
 /// Version 2 adds the account tables (created when `Tx` opens them) and cuts the raw
@@ -54,6 +50,12 @@ fn to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
         log::info!("store: {moved} raw messages cut into chunks");
     }
     Ok(())
+}
+
+/// Version 3 adds the SMTP, outbox and auto-reply tables (created when `Tx` opens them).
+/// Mailbox records of format 1 stay as they are: the decoder reads both formats.
+fn to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
+    Tx::open(txn).map(drop)
 }
 
 pub(super) fn run(store: &Store) -> Result<(), StoreError> {

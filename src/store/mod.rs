@@ -17,7 +17,8 @@ pub mod schema;
 
 use crate::model::{
     AccountId, AccountRecord, ContentHash, ConvId, ConversationRecord, FolderCursor, LogEntry,
-    MailboxId, MailboxRecord, MessageRecord, MsgId, RawId, RawRecord, TakenRecord,
+    MailboxId, MailboxRecord, MessageRecord, MsgId, OutboxRecord, RawId, RawRecord, SmtpId,
+    SmtpRecord, TakenRecord,
 };
 use codec::DecodeError;
 use redb::{
@@ -258,6 +259,9 @@ pub struct Tx<'t> {
     cursors: Table<'t, (u64, &'static str), &'static [u8]>,
     taken: Table<'t, (u64, &'static str, u32, &'static str), &'static [u8]>,
     skipped: Table<'t, (u64, &'static str, u32, &'static str), u64>,
+    smtp: Table<'t, u64, &'static [u8]>,
+    outbox: Table<'t, u64, &'static [u8]>,
+    auto_sent: Table<'t, (&'static str, i64), u64>,
 }
 
 /// The key of one message on a server: which account, folder, UIDVALIDITY and item.
@@ -328,6 +332,9 @@ impl<'t> Tx<'t> {
             cursors: txn.open_table(CURSORS).ctx(OP)?,
             taken: txn.open_table(TAKEN).ctx(OP)?,
             skipped: txn.open_table(SKIPPED).ctx(OP)?,
+            smtp: txn.open_table(SMTP_SERVERS).ctx(OP)?,
+            outbox: txn.open_table(OUTBOX).ctx(OP)?,
+            auto_sent: txn.open_table(AUTO_SENT).ctx(OP)?,
         })
     }
 
@@ -645,6 +652,84 @@ impl<'t> Tx<'t> {
             .insert(m.id.0, codec::encode_mailbox(m).as_slice())
             .ctx("writing a mailbox")?;
         Ok(())
+    }
+
+    pub fn smtp_servers(&self) -> Result<Vec<SmtpRecord>, StoreError> {
+        all_decoded(&self.smtp, "listing SMTP servers", codec::decode_smtp)
+    }
+
+    pub fn put_smtp(&mut self, s: &SmtpRecord) -> Result<(), StoreError> {
+        self.smtp
+            .insert(s.id.0, codec::encode_smtp(s).as_slice())
+            .ctx("writing an SMTP server")?;
+        Ok(())
+    }
+
+    pub fn remove_smtp(&mut self, id: SmtpId) -> Result<(), StoreError> {
+        self.smtp.remove(id.0).ctx("removing an SMTP server")?;
+        Ok(())
+    }
+
+    pub fn outbox(&self) -> Result<Vec<OutboxRecord>, StoreError> {
+        all_decoded(&self.outbox, "reading the outbox", codec::decode_outbox)
+    }
+
+    pub fn outbox_entry(&self, id: u64) -> Result<Option<OutboxRecord>, StoreError> {
+        get_decoded(&self.outbox, id, "reading the outbox", codec::decode_outbox)
+    }
+
+    pub fn put_outbox(&mut self, o: &OutboxRecord) -> Result<(), StoreError> {
+        self.outbox
+            .insert(o.id, codec::encode_outbox(o).as_slice())
+            .ctx("writing the outbox")?;
+        Ok(())
+    }
+
+    /// Records an automatic message sent to `sender` from `mailbox` at `at` (unix ms).
+    pub fn note_auto_sent(
+        &mut self,
+        sender: &str,
+        at: i64,
+        mailbox: MailboxId,
+    ) -> Result<(), StoreError> {
+        self.auto_sent
+            .insert((sender, at), mailbox.0)
+            .ctx("recording an automatic reply")?;
+        Ok(())
+    }
+
+    /// Automatic messages sent to `sender` since `since` (unix ms): (when, mailbox).
+    pub fn auto_sent_since(
+        &self,
+        sender: &str,
+        since: i64,
+    ) -> Result<Vec<(i64, MailboxId)>, StoreError> {
+        const OP: &str = "reading the automatic replies";
+        let mut out = Vec::new();
+        for item in self
+            .auto_sent
+            .range((sender, since)..=(sender, i64::MAX))
+            .ctx(OP)?
+        {
+            let (k, v) = item.ctx(OP)?;
+            out.push((k.value().1, MailboxId(v.value())));
+        }
+        Ok(out)
+    }
+
+    /// Forgets automatic-reply records older than `before` (unix ms).
+    pub fn prune_auto_sent(&mut self, before: i64) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        self.auto_sent
+            .retain(|k, _| {
+                let keep = k.1 >= before;
+                if !keep {
+                    n += 1;
+                }
+                keep
+            })
+            .ctx("pruning the automatic replies")?;
+        Ok(n)
     }
 
     /// Appends to the communication log.
@@ -994,6 +1079,20 @@ impl Reader {
             out.push((k.value().to_owned(), v.value().to_owned()));
         }
         Ok(out)
+    }
+
+    pub fn smtp_servers(&self) -> Result<Vec<SmtpRecord>, StoreError> {
+        match self.table_u64(SMTP_SERVERS)? {
+            Some(t) => all_decoded(&t, "listing SMTP servers", codec::decode_smtp),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub fn outbox(&self) -> Result<Vec<OutboxRecord>, StoreError> {
+        match self.table_u64(OUTBOX)? {
+            Some(t) => all_decoded(&t, "reading the outbox", codec::decode_outbox),
+            None => Ok(Vec::new()),
+        }
     }
 
     pub fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {

@@ -9,8 +9,10 @@ use redb::{MultimapTableDefinition, TableDefinition};
 
 /// Version of the layout below. Stored in `META["schema_version"]` as `u32` LE.
 /// History: 1 = raw store, messages, conversations, mailboxes, log, settings;
-/// 2 = mail accounts, folder cursors, taken and skipped messages; raw bytes in chunks.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 2 = mail accounts, folder cursors, taken and skipped messages; raw bytes in chunks;
+/// 3 = SMTP servers, the outbox, the auto-reply record; mailbox records format 2 (addresses,
+/// aliases, signature, auto-reply, SMTP server; format 1 still reads).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `name -> value`. Keys: `schema_version` (u32 LE), `created_by` (utf-8 program version).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -92,6 +94,19 @@ pub const TAKEN: TableDefinition<(u64, &str, u32, &str), &[u8]> = TableDefinitio
 /// `(AccountId, folder, UIDVALIDITY, item) -> size`: messages left on the server on
 /// purpose (over the size limit), reported once. Since version 2.
 pub const SKIPPED: TableDefinition<(u64, &str, u32, &str), u64> = TableDefinition::new("skipped");
+
+/// `SmtpId -> SmtpRecord` (codec `smtp server`). Since version 3.
+pub const SMTP_SERVERS: TableDefinition<u64, &[u8]> = TableDefinition::new("smtp_servers");
+
+/// `outbox id -> OutboxRecord` (codec `outbox entry`): every message queued for sending,
+/// kept after it was sent or failed (the conversation shows the relay's reply).
+/// Since version 3.
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+
+/// `(sender address lower-cased, unix ms) -> MailboxId`: every automatic message sent to a
+/// sender (auto-replies), for the one-per-day-per-mailbox rule and the daily cap.
+/// Since version 3.
+pub const AUTO_SENT: TableDefinition<(&str, i64), u64> = TableDefinition::new("auto_sent");
 
 /// Longest Message-ID stored verbatim as an index key.
 pub const MSGID_KEY_MAX: usize = 512;

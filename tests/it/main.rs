@@ -23,6 +23,7 @@ mod dovecot_selftest;
 mod fakeserver;
 mod import;
 mod intake;
+mod outgoing;
 mod smtpd_selftest;
 mod store;
 mod threading;
