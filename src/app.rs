@@ -43,6 +43,7 @@ pub enum AppError {
     Usage(String),
     Web(crate::web::ListenError),
     Smtp(crate::smtp::servers::SmtpConfigError),
+    Mailbox(crate::mailboxes::MailboxError),
 }
 
 impl std::fmt::Display for AppError {
@@ -69,6 +70,7 @@ impl std::fmt::Display for AppError {
             AppError::Usage(s) => f.write_str(s),
             AppError::Web(e) => e.fmt(f),
             AppError::Smtp(e) => e.fmt(f),
+            AppError::Mailbox(e) => e.fmt(f),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::app::{self, AppError, DataDir};
 use crate::config;
 use crate::fetch::FetchCtx;
 use crate::import::{self, ImportReport};
+use crate::mailboxes::MailboxInput;
 use crate::model::{
     AccountRecord, ConvId, ConversationRecord, Direction, MailboxId, MessageRecord, RawId,
     SmtpRecord, Status, SystemClock, format_rfc3339, format_utc,
@@ -137,6 +138,82 @@ pub enum Command {
     /// Add, change, list, remove and test the SMTP servers replies leave through
     #[command(subcommand)]
     Smtp(SmtpCmd),
+    /// Add, change and list mailboxes (shared inboxes) and their addresses
+    #[command(subcommand)]
+    Mailbox(MailboxCmd),
+}
+
+/// The fields of a mailbox, as flags (used by `mailbox add` and `mailbox edit`).
+#[derive(clap::Args, Debug, Default)]
+pub struct MailboxFlags {
+    /// The mailbox's address: replies leave from it, mail to it lands here
+    #[arg(long, value_name = "ADDRESS")]
+    address: Option<String>,
+    /// Display name in From (default: the mailbox name)
+    #[arg(long = "name", value_name = "TEXT")]
+    display_name: Option<String>,
+    /// Add an alias address (repeatable); addresses are never deleted, see --validity
+    #[arg(long = "alias", value_name = "ADDRESS")]
+    aliases: Vec<String>,
+    /// Make an address valid, invalid or temporarily-invalid: ADDRESS=STATE (repeatable)
+    #[arg(long = "validity", value_name = "ADDRESS=STATE")]
+    validity: Vec<String>,
+    /// The admin's note on an address: ADDRESS=TEXT (repeatable)
+    #[arg(long = "comment", value_name = "ADDRESS=TEXT")]
+    comments: Vec<String>,
+    /// Whose name From carries: mailbox, or agent-via-mailbox ("Anna via Support")
+    #[arg(long, value_name = "POLICY")]
+    from_policy: Option<String>,
+    /// Signature appended to replies (a template; see --signature-file)
+    #[arg(long, value_name = "TEXT", conflicts_with = "signature_file")]
+    signature: Option<String>,
+    /// Read the signature from this file
+    #[arg(long, value_name = "FILE")]
+    signature_file: Option<PathBuf>,
+    /// Send a copy of every reply to this address ("" removes it)
+    #[arg(long, value_name = "ADDRESS")]
+    bcc: Option<String>,
+    /// Answer new conversations automatically: on or off
+    #[arg(long, value_name = "on|off")]
+    auto_reply: Option<String>,
+    /// Subject template of the auto-reply
+    #[arg(long, value_name = "TEMPLATE")]
+    auto_reply_subject: Option<String>,
+    /// Read the auto-reply body template from this file
+    #[arg(long, value_name = "FILE")]
+    auto_reply_body_file: Option<PathBuf>,
+    /// SMTP server replies leave through ("" removes it)
+    #[arg(long, value_name = "NAME")]
+    smtp: Option<String>,
+    /// Save a copy of each sent reply in this IMAP folder: ACCOUNT:FOLDER ("" removes it)
+    #[arg(long, value_name = "ACCOUNT:FOLDER")]
+    sent_folder: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailboxCmd {
+    /// Add a mailbox
+    Add {
+        /// A short name, e.g. Support
+        name: String,
+        #[command(flatten)]
+        flags: MailboxFlags,
+    },
+    /// Change a mailbox (only the given fields change)
+    Edit {
+        name: String,
+        /// New name
+        #[arg(long, value_name = "NAME")]
+        rename: Option<String>,
+        #[command(flatten)]
+        flags: MailboxFlags,
+    },
+    /// List the mailboxes with their addresses
+    List {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The fields of an SMTP server, as flags (used by `smtp add` and `smtp edit`).
@@ -348,6 +425,7 @@ pub fn execute(dir: &DataDir, cmd: Command, service: Option<&FetchCtx>) -> Resul
         Command::Account(cmd) => cmd_account(dir, cmd, service),
         Command::Fetch { name } => cmd_fetch(dir, &name, service),
         Command::Smtp(cmd) => cmd_smtp(dir, cmd),
+        Command::Mailbox(cmd) => cmd_mailbox(dir, cmd),
     }
 }
 
@@ -369,6 +447,14 @@ impl Command {
             }
             Command::Smtp(SmtpCmd::Add { flags, .. } | SmtpCmd::Edit { flags, .. }) => {
                 if let Some(p) = flags.password_file.as_mut() {
+                    abs(p);
+                }
+            }
+            Command::Mailbox(MailboxCmd::Add { flags, .. } | MailboxCmd::Edit { flags, .. }) => {
+                for p in [&mut flags.signature_file, &mut flags.auto_reply_body_file]
+                    .into_iter()
+                    .flatten()
+                {
                     abs(p);
                 }
             }
@@ -589,6 +675,163 @@ fn cmd_smtp_test(dir: &DataDir, name: &str, to: &str, from: Option<&str>) -> Res
             "the test message was not sent: {e}"
         ))),
     }
+}
+
+fn read_text(what: &str, path: &std::path::Path) -> Result<String, AppError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        AppError::Usage(format!(
+            "cannot read the {what} file {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn pairs(flag: &str, items: &[String]) -> Result<Vec<(String, String)>, AppError> {
+    items
+        .iter()
+        .map(|i| {
+            i.split_once('=')
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .ok_or_else(|| AppError::Usage(format!("{flag} {i:?}: write ADDRESS=VALUE")))
+        })
+        .collect()
+}
+
+fn mailbox_input(name: Option<String>, f: MailboxFlags) -> Result<MailboxInput, AppError> {
+    let signature = match (f.signature, f.signature_file) {
+        (Some(s), _) => Some(s),
+        (None, Some(p)) => Some(read_text("signature", &p)?),
+        (None, None) => None,
+    };
+    let auto_reply = match f
+        .auto_reply
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None => None,
+        Some("on" | "yes" | "true") => Some(true),
+        Some("off" | "no" | "false") => Some(false),
+        Some(other) => {
+            return Err(AppError::Usage(format!(
+                "--auto-reply {other:?}: use on or off"
+            )));
+        }
+    };
+    Ok(MailboxInput {
+        name,
+        address: f.address,
+        display_name: f.display_name,
+        add_aliases: f.aliases,
+        validity: pairs("--validity", &f.validity)?,
+        comments: pairs("--comment", &f.comments)?,
+        from_policy: f.from_policy,
+        signature,
+        auto_bcc: f.bcc,
+        auto_reply,
+        auto_reply_subject: f.auto_reply_subject,
+        auto_reply_body: match f.auto_reply_body_file {
+            Some(p) => Some(read_text("auto-reply body", &p)?),
+            None => None,
+        },
+        smtp: f.smtp,
+        sent_copy: f.sent_folder,
+    })
+}
+
+fn mailbox_json(
+    m: &crate::model::MailboxRecord,
+    smtp: &[SmtpRecord],
+    accounts: &[AccountRecord],
+) -> serde_json::Value {
+    json!({
+        "id": m.id,
+        "name": m.name,
+        "address": m.address,
+        "address_validity": m.address_validity,
+        "address_comment": m.address_comment,
+        "display_name": m.display_name,
+        "aliases": m.aliases.iter().map(|a| json!({
+            "address": a.address, "validity": a.validity, "comment": a.comment,
+        })).collect::<Vec<_>>(),
+        "from_policy": m.from_policy,
+        "signature": m.signature,
+        "bcc": m.auto_bcc,
+        "auto_reply": m.auto_reply,
+        "auto_reply_subject": m.auto_reply_subject,
+        "auto_reply_body": m.auto_reply_body,
+        "smtp": m.smtp.and_then(|id| smtp.iter().find(|s| s.id == id)).map(|s| s.name.clone()),
+        "sent_folder": m.sent_copy.as_ref().map(|(a, f)| format!(
+            "{}:{f}",
+            accounts.iter().find(|x| x.id == *a).map(|x| x.name.as_str()).unwrap_or("?")
+        )),
+    })
+}
+
+fn cmd_mailbox(dir: &DataDir, cmd: MailboxCmd) -> Result<(), AppError> {
+    use crate::mailboxes;
+    let mb = AppError::Mailbox;
+    let show = |m: &crate::model::MailboxRecord| {
+        let addrs: Vec<String> = m
+            .addresses()
+            .iter()
+            .map(|(a, v)| match v {
+                crate::model::Validity::Valid => (*a).to_owned(),
+                other => format!("{a} ({})", other.as_str()),
+            })
+            .collect();
+        format!(
+            "{:?}: {}{}",
+            m.name,
+            if addrs.is_empty() {
+                "no address yet".to_owned()
+            } else {
+                addrs.join(", ")
+            },
+            if m.auto_reply { ", auto-reply on" } else { "" }
+        )
+    };
+    match cmd {
+        MailboxCmd::Add { name, flags } => {
+            let input = mailbox_input(Some(name), flags)?;
+            let m = dir
+                .store
+                .write(|tx| mailboxes::add(tx, &input).map_err(mb))?;
+            out!("added mailbox {}", show(&m));
+        }
+        MailboxCmd::Edit {
+            name,
+            rename,
+            flags,
+        } => {
+            let input = mailbox_input(rename, flags)?;
+            let m = dir
+                .store
+                .write(|tx| mailboxes::edit(tx, &name, &input).map_err(mb))?;
+            out!("changed mailbox {}", show(&m));
+        }
+        MailboxCmd::List { json: json_out } => {
+            let r = dir.store.read()?;
+            let (list, smtp, accts) = (r.mailboxes()?, r.smtp_servers()?, r.accounts()?);
+            if json_out {
+                print_json(&serde_json::Value::Array(
+                    list.iter()
+                        .map(|m| mailbox_json(m, &smtp, &accts))
+                        .collect(),
+                ));
+                return Ok(());
+            }
+            for m in &list {
+                let via = m
+                    .smtp
+                    .and_then(|id| smtp.iter().find(|s| s.id == id))
+                    .map(|s| format!(", sends through {}", s.name))
+                    .unwrap_or_else(|| ", no SMTP server (cannot reply yet)".into());
+                out!("{:<4} {}{via}", m.id.0, show(m));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn account_input(

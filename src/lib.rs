@@ -33,6 +33,7 @@
 //! | [`compose`] | building outgoing mail (mail-builder), Message-IDs, threading headers; refusing injected headers | send, queue or store |
 //! | [`smtp`] | the only code that speaks SMTP: one delivery, step by step, failures sorted into temporary and permanent | queue, retry or compose |
 //! | [`net`] | TCP + rustls (ring) connect, STARTTLS upgrade, certificate policy and pinning | speak a mail protocol |
+//! | [`mailboxes`] | mailbox settings and system addresses (aliases, validity), address lookup | send mail or delete an address |
 //! | [`accounts`] | validation of mail-account settings, sealing passwords | connect anywhere |
 //! | [`secret`] | `Secret` (prints `***`), the key file, sealed passwords | log or store a key in clear |
 //! | [`config`] | data-dir resolution, the settings table with validation | hold globals |
@@ -71,6 +72,7 @@ pub mod control;
 pub mod failpoint;
 pub mod fetch;
 pub mod import;
+pub mod mailboxes;
 pub mod mdns;
 pub mod model;
 pub mod net;

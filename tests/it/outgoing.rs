@@ -268,3 +268,151 @@ fn smtp_settings_are_validated_and_servers_in_use_are_kept() {
     run_ok(data.path(), &["smtp", "remove", "lan"]);
     assert!(run_ok(data.path(), &["smtp", "list"]).contains("no SMTP servers yet"));
 }
+
+#[test]
+fn mailboxes_have_unique_addresses_that_are_never_deleted() {
+    let data = tmp();
+    let d = data.path();
+    run_ok(
+        d,
+        &[
+            "smtp",
+            "add",
+            "relay",
+            "--host",
+            "10.0.0.2",
+            "--security",
+            "none",
+            "--auth",
+            "none",
+        ],
+    );
+    let out = run_ok(
+        d,
+        &[
+            "mailbox",
+            "add",
+            "support",
+            "--address",
+            "Support@Example.org",
+            "--name",
+            "Support",
+            "--smtp",
+            "relay",
+            "--alias",
+            "help@example.org",
+            "--auto-reply",
+            "on",
+        ],
+    );
+    assert!(
+        out.contains("support@example.org, help@example.org, auto-reply on"),
+        "{out}"
+    );
+    // An address belongs to one mailbox only.
+    let o = run(
+        d,
+        &["mailbox", "add", "sales", "--address", "HELP@example.org"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("already belongs to the mailbox \"support\""),
+        "{}",
+        stderr(&o)
+    );
+    // Header injection through any field is refused, naming the field.
+    let o = run(
+        d,
+        &[
+            "mailbox",
+            "edit",
+            "support",
+            "--name",
+            "Support\r\nBcc: all@evil.example",
+        ],
+    );
+    assert!(
+        stderr(&o).contains("display_name") && stderr(&o).contains("carriage return"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        d,
+        &[
+            "mailbox",
+            "edit",
+            "support",
+            "--alias",
+            "x@example.org, y@example.org",
+        ],
+    );
+    assert!(!o.status.success(), "two addresses in one alias");
+    // Invalidated, commented, and a new main address keeps the old one as an alias.
+    run_ok(
+        d,
+        &[
+            "mailbox",
+            "edit",
+            "support",
+            "--validity",
+            "help@example.org=temporarily-invalid",
+            "--comment",
+            "help@example.org=old flyer",
+        ],
+    );
+    run_ok(
+        d,
+        &[
+            "mailbox",
+            "edit",
+            "support",
+            "--address",
+            "service@example.org",
+        ],
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&run_ok(d, &["mailbox", "list", "--json"])).unwrap();
+    let m = j
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "support")
+        .unwrap()
+        .clone();
+    assert_eq!(m["address"], "service@example.org");
+    let aliases: Vec<(String, String, String)> = m["aliases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["address"].as_str().unwrap().into(),
+                a["validity"].as_str().unwrap().into(),
+                a["comment"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        aliases,
+        vec![
+            (
+                "help@example.org".into(),
+                "temporarily-invalid".into(),
+                "old flyer".into()
+            ),
+            ("support@example.org".into(), "valid".into(), String::new()),
+        ]
+    );
+    assert_eq!(m["smtp"], "relay");
+    assert!(
+        m["auto_reply_body"].as_str().unwrap().contains("{{ tag }}"),
+        "a default template"
+    );
+    // The SMTP server is in use and cannot be removed.
+    let o = run(d, &["smtp", "remove", "relay"]);
+    assert!(
+        stderr(&o).contains("is used by the mailboxes support"),
+        "{}",
+        stderr(&o)
+    );
+}
