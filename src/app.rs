@@ -44,6 +44,7 @@ pub enum AppError {
     Web(crate::web::ListenError),
     Smtp(crate::smtp::servers::SmtpConfigError),
     Mailbox(crate::mailboxes::MailboxError),
+    Outbox(crate::outbox::OutboxError),
 }
 
 impl std::fmt::Display for AppError {
@@ -71,6 +72,7 @@ impl std::fmt::Display for AppError {
             AppError::Web(e) => e.fmt(f),
             AppError::Smtp(e) => e.fmt(f),
             AppError::Mailbox(e) => e.fmt(f),
+            AppError::Outbox(e) => e.fmt(f),
         }
     }
 }
@@ -246,6 +248,22 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
     // Handlers first, then "ready": a signal right after "ready" must stop us cleanly.
     use async_signal::{Signal, Signals};
     let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(AppError::Signals)?;
+    // The outbox sender: wakes on new replies, stops when `outbox_stop` closes.
+    let (outbox_wake, wake_rx) = smol::channel::bounded::<()>(1);
+    let (outbox_stop, stop_rx) = smol::channel::bounded::<()>(1);
+    let sender = ex.spawn(crate::outbox::run_sender(
+        crate::outbox::SenderCtx {
+            store: dir.store.clone(),
+            keys: ctx.keys.clone(),
+            clock: Arc::new(SystemClock),
+        },
+        wake_rx,
+        stop_rx,
+    ));
+    let service = Arc::new(crate::cli::Service {
+        fetch: ctx.clone(),
+        outbox: outbox_wake,
+    });
     let housekeeping = ex.spawn({
         let store = dir.store.clone();
         async move {
@@ -271,8 +289,8 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
             loop {
                 match control.accept().await {
                     Ok((conn, _)) => {
-                        let (dir, ctx, fleet) = (dir.clone(), ctx.clone(), fleet.clone());
-                        ex.spawn(control_conn(conn, dir, ctx, fleet)).detach();
+                        let (dir, service, fleet) = (dir.clone(), service.clone(), fleet.clone());
+                        ex.spawn(control_conn(conn, dir, service, fleet)).detach();
                     }
                     Err(e) => {
                         log::error!("control socket: {e}");
@@ -294,6 +312,8 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
         accept.or(signal).await;
         let _ = std::fs::remove_file(crate::control::socket_path(&dir.path));
         fleet.lock().await.stop_all().await;
+        drop(outbox_stop);
+        sender.await;
         housekeeping.cancel().await;
         Ok::<(), AppError>(())
     }));
@@ -316,12 +336,14 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
 async fn control_conn(
     mut conn: smol::net::unix::UnixStream,
     dir: Arc<DataDir>,
-    ctx: FetchCtx,
+    service: Arc<crate::cli::Service>,
     fleet: Arc<smol::lock::Mutex<crate::fetch::Fleet>>,
 ) {
     use crate::control::{Frame, Stream, write_frame};
     let req = match crate::control::read_request(&mut conn).await {
         Ok(r) => r,
+        // A caller that only checked whether the service runs.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
         Err(e) => {
             log::warn!("control socket: unreadable request: {e}");
             return;
@@ -354,7 +376,7 @@ async fn control_conn(
     }
     let run = smol::unblock(move || {
         crate::control::with_sink(tx.clone(), || {
-            let code = match crate::cli::execute(&dir, cmd, Some(&ctx)) {
+            let code = match crate::cli::execute(&dir, cmd, Some(&service)) {
                 Ok(()) => 0,
                 Err(e) => {
                     crate::control::emit(Stream::Stderr, format!("error: {e}\n").as_bytes());

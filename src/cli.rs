@@ -141,6 +141,87 @@ pub enum Command {
     /// Add, change and list mailboxes (shared inboxes) and their addresses
     #[command(subcommand)]
     Mailbox(MailboxCmd),
+    /// Reply to a conversation: the body comes from --body-file or stdin
+    Reply {
+        /// Conversation number
+        conv: u64,
+        /// Read the body from this file (default: stdin)
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<PathBuf>,
+        /// The body as text (used when a running service executes the command)
+        #[arg(long, hide = true, conflicts_with = "body_file")]
+        body: Option<String>,
+        /// Send from this address of the mailbox (default: the one the customer wrote to)
+        #[arg(long, value_name = "ADDRESS")]
+        from: Option<String>,
+        /// Recipient instead of the customer (repeatable)
+        #[arg(long, value_name = "ADDRESS")]
+        to: Vec<String>,
+        /// Copy to (repeatable)
+        #[arg(long, value_name = "ADDRESS")]
+        cc: Vec<String>,
+        /// Attach a file (repeatable)
+        #[arg(long, value_name = "FILE")]
+        attach: Vec<PathBuf>,
+        /// Quote the message being answered
+        #[arg(long)]
+        quote: bool,
+        /// Who writes (for "agent via mailbox" and the signature)
+        #[arg(long, value_name = "NAME", env = "POSTROOM_AGENT")]
+        agent: Option<String>,
+    },
+    /// Add an internal note to a conversation (never mailed): body from --body-file or stdin
+    Note {
+        /// Conversation number
+        conv: u64,
+        /// Read the note from this file (default: stdin)
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<PathBuf>,
+        /// The note as text
+        #[arg(long, conflicts_with = "body_file")]
+        body: Option<String>,
+        /// Who writes
+        #[arg(long, value_name = "NAME", env = "POSTROOM_AGENT")]
+        agent: Option<String>,
+    },
+    /// Show the outbox (queued, sent and failed mail), or send what is due now
+    Outbox {
+        /// Deliver every due message now (the service does this by itself)
+        #[arg(long)]
+        send: bool,
+        /// Retry every waiting message now instead of at its next attempt (implies --send)
+        #[arg(long)]
+        retry_now: bool,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Command {
+    /// Whether the command reads its body from stdin (no file or text given): the
+    /// caller reads stdin before sending the command to a running service.
+    pub fn wants_stdin(&self) -> bool {
+        matches!(
+            self,
+            Command::Reply {
+                body_file: None,
+                body: None,
+                ..
+            } | Command::Note {
+                body_file: None,
+                body: None,
+                ..
+            }
+        )
+    }
+}
+
+/// What a command may use when the running service executes it.
+pub struct Service {
+    pub fetch: FetchCtx,
+    /// Wakes the outbox sender (a reply was queued).
+    pub outbox: smol::channel::Sender<()>,
 }
 
 /// The fields of a mailbox, as flags (used by `mailbox add` and `mailbox edit`).
@@ -393,6 +474,13 @@ pub fn run(cli: Cli, argv: Vec<String>) -> Result<u8, AppError> {
         app::serve(&data, listen, mdns)?;
         return Ok(0);
     }
+    let mut argv = argv;
+    if cli.command.wants_stdin() && crate::control::service_running(&data) {
+        // The service cannot read our stdin: send the body along.
+        let body = body_text(None, None)?;
+        argv.push("--body".into());
+        argv.push(body);
+    }
     if let Some(code) = crate::control::forward(&data, argv).map_err(AppError::Usage)? {
         return Ok(code);
     }
@@ -403,7 +491,7 @@ pub fn run(cli: Cli, argv: Vec<String>) -> Result<u8, AppError> {
 
 /// Runs one command on an open data dir. `service` is the running service's fetch
 /// context when the service executes the command for the control socket.
-pub fn execute(dir: &DataDir, cmd: Command, service: Option<&FetchCtx>) -> Result<(), AppError> {
+pub fn execute(dir: &DataDir, cmd: Command, service: Option<&Service>) -> Result<(), AppError> {
     match cmd {
         Command::Serve { .. } => Err(AppError::Usage(
             "postroom serve is already running on this data directory".into(),
@@ -422,11 +510,235 @@ pub fn execute(dir: &DataDir, cmd: Command, service: Option<&FetchCtx>) -> Resul
         Command::Raw { id } => cmd_raw(dir, id),
         Command::Log { limit, json } => cmd_log(dir, limit, json),
         Command::Settings { key, value } => cmd_settings(dir, key, value),
-        Command::Account(cmd) => cmd_account(dir, cmd, service),
-        Command::Fetch { name } => cmd_fetch(dir, &name, service),
+        Command::Account(cmd) => cmd_account(dir, cmd, service.map(|s| &s.fetch)),
+        Command::Fetch { name } => cmd_fetch(dir, &name, service.map(|s| &s.fetch)),
         Command::Smtp(cmd) => cmd_smtp(dir, cmd),
         Command::Mailbox(cmd) => cmd_mailbox(dir, cmd),
+        Command::Reply {
+            conv,
+            body_file,
+            body,
+            from,
+            to,
+            cc,
+            attach,
+            quote,
+            agent,
+        } => {
+            let body = body_text(body, body_file.as_deref())?;
+            let mut attachments = Vec::new();
+            for p in &attach {
+                let bytes = std::fs::read(p).map_err(|e| {
+                    AppError::Usage(format!("cannot read the attachment {}: {e}", p.display()))
+                })?;
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "attachment".into());
+                attachments.push(crate::compose::Attachment {
+                    content_type: crate::compose::content_type_of(&name).to_owned(),
+                    name,
+                    bytes,
+                });
+            }
+            let req = crate::outbox::ReplyRequest {
+                conv: ConvId(conv),
+                body,
+                from,
+                to,
+                cc,
+                attachments,
+                quote,
+                agent: agent.unwrap_or_default(),
+            };
+            cmd_reply(dir, &req, service)
+        }
+        Command::Note {
+            conv,
+            body_file,
+            body,
+            agent,
+        } => {
+            let body = body_text(body, body_file.as_deref())?;
+            let m = crate::outbox::add_note(
+                &dir.store,
+                &SystemClock,
+                ConvId(conv),
+                agent.as_deref().unwrap_or(""),
+                &body,
+            )
+            .map_err(AppError::Outbox)?;
+            out!("note {} added to conversation #{}", m.id, m.conv);
+            Ok(())
+        }
+        Command::Outbox {
+            send,
+            retry_now,
+            json,
+        } => cmd_outbox(dir, send || retry_now, retry_now, json, service),
     }
+}
+
+/// The body of a reply or note: given as text, from a file, or from stdin.
+fn body_text(body: Option<String>, file: Option<&std::path::Path>) -> Result<String, AppError> {
+    let text = match (body, file) {
+        (Some(b), _) => b,
+        (None, Some(p)) => read_text("body", p)?,
+        (None, None) => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| AppError::Usage(format!("cannot read the body from stdin: {e}")))?;
+            s
+        }
+    };
+    if text.trim().is_empty() {
+        return Err(AppError::Usage(
+            "the body is empty; give it with --body-file FILE or on stdin".into(),
+        ));
+    }
+    Ok(text)
+}
+
+fn outbox_ctx(dir: &DataDir) -> Result<crate::outbox::SenderCtx, AppError> {
+    Ok(crate::outbox::SenderCtx {
+        store: dir.store.clone(),
+        keys: std::sync::Arc::new(dir.keyring()?),
+        clock: std::sync::Arc::new(SystemClock),
+    })
+}
+
+fn cmd_reply(
+    dir: &DataDir,
+    req: &crate::outbox::ReplyRequest,
+    service: Option<&Service>,
+) -> Result<(), AppError> {
+    let settings = dir.settings()?;
+    let q = crate::outbox::queue_reply(&dir.store, &settings, &SystemClock, req)
+        .map_err(AppError::Outbox)?;
+    out!(
+        "reply {} to conversation #{} queued: from {} to {}, subject {:?}, Message-ID <{}>",
+        q.msg,
+        q.conv,
+        q.from,
+        q.recipients.join(", "),
+        q.subject,
+        q.message_id
+    );
+    match service {
+        Some(s) => {
+            let _ = s.outbox.try_send(());
+            out!("the running service sends it now (see postroom outbox)");
+        }
+        None => {
+            let r = crate::outbox::send_due(&outbox_ctx(dir)?)?;
+            let o = dir
+                .store
+                .read()?
+                .outbox()?
+                .into_iter()
+                .find(|o| o.id == q.outbox);
+            match o.map(|o| o.state) {
+                Some(crate::model::OutboxState::Sent { reply, .. }) => {
+                    out!("sent: the relay said {reply}")
+                }
+                Some(crate::model::OutboxState::Failed { reply, .. }) => {
+                    return Err(AppError::Usage(format!("the reply was NOT sent: {reply}")));
+                }
+                _ => out!(
+                    "not sent yet ({} waiting to retry); postroom serve keeps trying for 5 days",
+                    r.retrying
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn outbox_state_words(o: &crate::model::OutboxRecord) -> String {
+    use crate::model::OutboxState;
+    match &o.state {
+        OutboxState::Queued { due } => format!(
+            "queued, attempt {} at {} UTC{}",
+            o.attempts + 1,
+            format_utc(due / 1000),
+            if o.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(" (last error: {})", o.last_error)
+            }
+        ),
+        OutboxState::Sent { at, reply } => {
+            format!("sent {} UTC: {reply}", format_utc(at / 1000))
+        }
+        OutboxState::Failed { at, reply } => {
+            format!("FAILED {} UTC: {reply}", format_utc(at / 1000))
+        }
+    }
+}
+
+fn cmd_outbox(
+    dir: &DataDir,
+    send: bool,
+    retry_now: bool,
+    json_out: bool,
+    service: Option<&Service>,
+) -> Result<(), AppError> {
+    if retry_now {
+        let now = crate::model::Clock::now_ms(&SystemClock);
+        let n = dir.store.write(|tx| crate::outbox::retry_now(tx, now))?;
+        out!("outbox: {n} waiting messages will be tried now");
+    }
+    if send && let Some(s) = service {
+        // The service's sender does it (one sender at a time: no double delivery).
+        let _ = s.outbox.try_send(());
+        out!("outbox: the running service sends what is due now");
+    } else if send {
+        let r = crate::outbox::send_due(&outbox_ctx(dir)?)?;
+        out!(
+            "outbox: {} sent, {} waiting to retry, {} failed",
+            r.sent,
+            r.retrying,
+            r.failed
+        );
+    }
+    let list = dir.store.read()?.outbox()?;
+    if json_out {
+        print_json(&serde_json::Value::Array(
+            list.iter()
+                .map(|o| {
+                    let (state, at, reply) = match &o.state {
+                        crate::model::OutboxState::Queued { due } => ("queued", *due, ""),
+                        crate::model::OutboxState::Sent { at, reply } => {
+                            ("sent", *at, reply.as_str())
+                        }
+                        crate::model::OutboxState::Failed { at, reply } => {
+                            ("failed", *at, reply.as_str())
+                        }
+                    };
+                    json!({
+                        "id": o.id, "message": o.msg, "conversation": o.conv, "raw": o.raw,
+                        "to": o.rcpt_to, "mail_from": o.mail_from, "attempts": o.attempts,
+                        "state": state, "at": format_rfc3339(at / 1000), "reply": reply,
+                        "last_error": o.last_error,
+                    })
+                })
+                .collect(),
+        ));
+        return Ok(());
+    }
+    if list.is_empty() && !send {
+        out!("the outbox is empty");
+    }
+    for o in &list {
+        out!(
+            "{:<5} #{:<6} to {}: {}",
+            o.id,
+            o.conv.0,
+            o.rcpt_to.join(", "),
+            outbox_state_words(o)
+        );
+    }
+    Ok(())
 }
 
 impl Command {
@@ -450,6 +762,13 @@ impl Command {
                     abs(p);
                 }
             }
+            Command::Reply {
+                body_file, attach, ..
+            } => {
+                body_file.iter_mut().for_each(abs);
+                attach.iter_mut().for_each(abs);
+            }
+            Command::Note { body_file, .. } => body_file.iter_mut().for_each(abs),
             Command::Mailbox(MailboxCmd::Add { flags, .. } | MailboxCmd::Edit { flags, .. }) => {
                 for p in [&mut flags.signature_file, &mut flags.auto_reply_body_file]
                     .into_iter()
@@ -1348,12 +1667,24 @@ fn cmd_conversation(dir: &DataDir, id: u64, json_out: bool) -> Result<(), AppErr
         hops += 1;
     }
     let msgs = r.conversation_messages(conv.id)?;
+    let outbox = r.outbox()?;
+    let sending = |m: &MessageRecord| outbox.iter().find(|o| o.msg == m.id);
     if json_out {
         let mut v = conv_json(&conv);
         if let Some(o) = v.as_object_mut() {
             o.insert(
                 "thread".into(),
-                serde_json::Value::Array(msgs.iter().map(msg_json).collect()),
+                serde_json::Value::Array(
+                    msgs.iter()
+                        .map(|m| {
+                            let mut j = msg_json(m);
+                            if let (Some(ob), Some(obj)) = (sending(m), j.as_object_mut()) {
+                                obj.insert("outbox".into(), json!(outbox_state_words(ob)));
+                            }
+                            j
+                        })
+                        .collect(),
+                ),
             );
         }
         print_json(&v);
@@ -1375,6 +1706,7 @@ fn cmd_conversation(dir: &DataDir, id: u64, json_out: bool) -> Result<(), AppErr
         let arrow = match m.direction {
             Direction::In => "<-",
             Direction::Out => "->",
+            Direction::Note => "##",
         };
         let flags = m.flags.names();
         out!(
@@ -1403,6 +1735,9 @@ fn cmd_conversation(dir: &DataDir, id: u64, json_out: bool) -> Result<(), AppErr
         }
         for w in &m.warnings {
             out!("   warning: {w}");
+        }
+        if let Some(o) = sending(m) {
+            out!("   outbox: {}", outbox_state_words(o));
         }
         if m.raw.0 != 0 {
             let also: Vec<String> = m.also_raw.iter().map(|r| r.to_string()).collect();

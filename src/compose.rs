@@ -123,6 +123,251 @@ pub fn test_message(
         .map_err(|e| refuse("message", "", &e.to_string()))
 }
 
+/// A file attached to outgoing mail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The content type of a file name's extension (attachments from the command line).
+pub fn content_type_of(name: &str) -> &'static str {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "pdf" => "application/pdf",
+        "txt" | "log" => "text/plain",
+        "csv" => "text/csv",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "zip" => "application/zip",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xls" => "application/vnd.ms-excel",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "eml" => "message/rfc822",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Everything an outgoing message is made of; every field is checked by `build`.
+#[derive(Clone, Debug, Default)]
+pub struct Mail {
+    pub from_name: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    /// Recipients that appear in no header (auto-BCC): envelope only.
+    pub bcc: Vec<String>,
+    pub subject: String,
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    /// Outlook's threading: the conversation's topic and index.
+    pub thread_topic: String,
+    pub thread_index: String,
+    pub body: String,
+    pub attachments: Vec<Attachment>,
+    /// Unix seconds.
+    pub date: i64,
+    /// Automatic mail (auto-replies): RFC 3834 headers and our loop id.
+    pub automatic: bool,
+    /// Our `X-Loop` value (identifies this installation's automatic mail).
+    pub loop_id: String,
+}
+
+impl Mail {
+    /// Every envelope recipient: To, Cc and BCC.
+    pub fn recipients(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for a in self.to.iter().chain(&self.cc).chain(&self.bcc) {
+            if !v.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+                v.push(a.clone());
+            }
+        }
+        v
+    }
+}
+
+fn check_msgid(field: &str, id: &str) -> Result<(), ComposeError> {
+    check_text(field, id)?;
+    if id.is_empty()
+        || id
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>')
+    {
+        return Err(refuse(
+            field,
+            id,
+            "a Message-ID has no spaces or angle brackets",
+        ));
+    }
+    Ok(())
+}
+
+/// The exact bytes of an outgoing message. Every name, subject and address is checked
+/// first: a CR, LF or NUL anywhere is refused with the field named, so no value can
+/// start a header or an SMTP command of its own.
+pub fn build(m: &Mail) -> Result<Vec<u8>, ComposeError> {
+    check_text("sender name", &m.from_name)?;
+    check_address("sender", &m.from)?;
+    for a in &m.to {
+        check_address("recipient", a)?;
+    }
+    for a in &m.cc {
+        check_address("Cc", a)?;
+    }
+    for a in &m.bcc {
+        check_address("BCC", a)?;
+    }
+    if m.to.is_empty() && m.cc.is_empty() {
+        return Err(refuse(
+            "recipient",
+            "",
+            "a message needs at least one recipient",
+        ));
+    }
+    check_text("subject", &m.subject)?;
+    check_msgid("Message-ID", &m.message_id)?;
+    if let Some(r) = &m.in_reply_to {
+        check_msgid("In-Reply-To", r)?;
+    }
+    for r in &m.references {
+        check_msgid("References", r)?;
+    }
+    check_text("thread topic", &m.thread_topic)?;
+    check_text("thread index", &m.thread_index)?;
+    check_text("loop id", &m.loop_id)?;
+    for a in &m.attachments {
+        check_text("attachment name", &a.name)?;
+        check_text("attachment type", &a.content_type)?;
+        if !a.content_type.contains('/') || a.content_type.contains([';', '"']) {
+            return Err(refuse(
+                "attachment type",
+                &a.content_type,
+                "a content type is type/subtype",
+            ));
+        }
+    }
+    let mut b = MessageBuilder::new()
+        .from(MbAddress::new_address(
+            (!m.from_name.is_empty()).then_some(m.from_name.as_str()),
+            m.from.as_str(),
+        ))
+        .subject(m.subject.as_str())
+        .date(m.date)
+        .message_id(MessageId::new(m.message_id.as_str()));
+    if !m.to.is_empty() {
+        b = b.to(MbAddress::new_list(
+            m.to.iter().map(|a| MbAddress::from(a.as_str())).collect(),
+        ));
+    }
+    if !m.cc.is_empty() {
+        b = b.cc(MbAddress::new_list(
+            m.cc.iter().map(|a| MbAddress::from(a.as_str())).collect(),
+        ));
+    }
+    if let Some(r) = &m.in_reply_to {
+        b = b.in_reply_to(MessageId::new(r.as_str()));
+    }
+    if !m.references.is_empty() {
+        b = b.references(MessageId::new_list(m.references.iter().map(String::as_str)));
+    }
+    if !m.thread_topic.is_empty() {
+        b = b.header(
+            "Thread-Topic",
+            mail_builder::headers::text::Text::new(m.thread_topic.as_str()),
+        );
+    }
+    if !m.thread_index.is_empty() {
+        b = b.header("Thread-Index", Raw::new(m.thread_index.as_str()));
+    }
+    if m.automatic {
+        b = b
+            .header("Auto-Submitted", Raw::new("auto-replied"))
+            .header("X-Auto-Response-Suppress", Raw::new("All"))
+            .header("Precedence", Raw::new("auto_reply"));
+    }
+    if !m.loop_id.is_empty() {
+        b = b.header("X-Loop", Raw::new(m.loop_id.as_str()));
+    }
+    b = b.text_body(m.body.as_str());
+    for a in &m.attachments {
+        b = b.attachment(a.content_type.as_str(), a.name.as_str(), a.bytes.as_slice());
+    }
+    let mut bytes = b
+        .write_to_vec()
+        .map_err(|e| refuse("message", "", &e.to_string()))?;
+    // SMTP ends DATA with CRLF.CRLF: a message that does not end in CRLF would get one
+    // added on the wire, and the relay would no longer hold exactly the stored bytes.
+    if !bytes.ends_with(b"\r\n") {
+        bytes.extend_from_slice(b"\r\n");
+    }
+    Ok(bytes)
+}
+
+/// Outlook's `Thread-Index` for our message number `n` (0 = the first) in a
+/// conversation: the 22-byte header derived from the conversation (so every message of
+/// ours in it shares it) plus one 5-byte block per reply, base64.
+pub fn thread_index(conv: u64, created_secs: i64, n: u32) -> String {
+    // FILETIME: 100 ns since 1601-01-01.
+    let filetime = (created_secs.max(0) as u64 + 11_644_473_600).saturating_mul(10_000_000);
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("postroom-conversation-{conv}-{created_secs}").as_bytes(),
+    );
+    let mut bytes = Vec::with_capacity(22 + 5 * n as usize);
+    bytes.push(0x01);
+    bytes.extend_from_slice(&filetime.to_be_bytes()[1..6]);
+    bytes.extend_from_slice(digest.as_ref().get(..16).unwrap_or_default());
+    for i in 0..n {
+        // Child blocks: a growing time offset; Outlook reads order from them.
+        let offset: u32 = (i + 1).saturating_mul(0x0100_0000 / 64);
+        bytes.extend_from_slice(&offset.to_be_bytes());
+        bytes.push(0x00);
+    }
+    base64(&bytes)
+}
+
+fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for chunk in b.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, x)| acc | (u32::from(*x) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                let idx = ((n >> (18 - 6 * i)) & 63) as usize;
+                out.push(char::from(A.get(idx).copied().unwrap_or(b'A')));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Quotes a text for a reply: an attribution line, then every line prefixed with "> ".
+pub fn quote(attribution: &str, text: &str) -> String {
+    let mut out = format!("\n\n{attribution}\n");
+    for line in text.lines() {
+        if line.is_empty() {
+            out.push_str(">\n");
+        } else {
+            out.push_str("> ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +391,113 @@ mod tests {
             assert!(check_address("to", bad).is_err(), "{bad:?}");
         }
         assert!(check_address("to", "anna.b+tag@example.org").is_ok());
+    }
+
+    #[test]
+    fn base64_and_thread_index_have_the_outlook_shape() {
+        assert_eq!(base64(b"Ma"), "TWE=");
+        assert_eq!(base64(b"Man"), "TWFu");
+        assert_eq!(base64(b"M"), "TQ==");
+        let first = thread_index(7, 1_780_000_000, 0);
+        let second = thread_index(7, 1_780_000_000, 1);
+        assert_eq!(first.len(), 32, "22 bytes");
+        assert_eq!(second.len(), 36, "27 bytes");
+        assert_ne!(thread_index(8, 1_780_000_000, 0), first, "per conversation");
+    }
+
+    #[test]
+    fn build_refuses_injection_in_every_field() {
+        let ok = Mail {
+            from_name: "Support".into(),
+            from: "support@example.org".into(),
+            to: vec!["c@example.net".into()],
+            subject: "Re: hello [#1]".into(),
+            message_id: "1.abc@example.org".into(),
+            body: "hi".into(),
+            date: 1_780_000_000,
+            ..Mail::default()
+        };
+        assert!(build(&ok).is_ok());
+        let evil = "x\r\nBcc: victim@example.com";
+        let cases: Vec<(&str, Mail)> = vec![
+            (
+                "sender name",
+                Mail {
+                    from_name: evil.into(),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "subject",
+                Mail {
+                    subject: evil.into(),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "recipient",
+                Mail {
+                    to: vec![format!("c@example.net{evil}")],
+                    ..ok.clone()
+                },
+            ),
+            (
+                "Cc",
+                Mail {
+                    cc: vec!["a@b.org\nRCPT TO:<x@y.org>".into()],
+                    ..ok.clone()
+                },
+            ),
+            (
+                "Message-ID",
+                Mail {
+                    message_id: "a@b\r\nX: y".into(),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "In-Reply-To",
+                Mail {
+                    in_reply_to: Some("<a@b> <c@d>".into()),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "attachment name",
+                Mail {
+                    attachments: vec![Attachment {
+                        name: "a\r\n.pdf".into(),
+                        content_type: "application/pdf".into(),
+                        bytes: vec![],
+                    }],
+                    ..ok.clone()
+                },
+            ),
+            (
+                "subject",
+                Mail {
+                    subject: "nul\0byte".into(),
+                    ..ok.clone()
+                },
+            ),
+        ];
+        for (field, m) in cases {
+            let e = build(&m).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+        // An encoded word in a name is just text: it is encoded again, never decoded.
+        let m = Mail {
+            from_name: "=?utf-8?q?a=0D=0ABcc:_x@y.org?=".into(),
+            ..ok
+        };
+        let text = String::from_utf8(build(&m).unwrap()).unwrap();
+        let headers = text.split("\r\n\r\n").next().unwrap();
+        assert!(
+            !headers
+                .lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+            "{headers}"
+        );
     }
 
     #[test]

@@ -37,6 +37,13 @@ fn validate_retention(v: &str) -> Result<(), String> {
 }
 
 /// Every setting there is.
+fn validate_recipients(v: &str) -> Result<(), String> {
+    match v.parse::<u32>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(()),
+        _ => Err("must be a number from 1 to 100".into()),
+    }
+}
+
 pub const SETTINGS: &[SettingDef] = &[
     SettingDef {
         key: "subject_tag_prefix",
@@ -49,6 +56,12 @@ pub const SETTINGS: &[SettingDef] = &[
         default: "30",
         help: "how many days the communication log keeps its entries (mail itself is never removed by this)",
         validate: validate_retention,
+    },
+    SettingDef {
+        key: "max_recipients",
+        default: "10",
+        help: "most recipients (To, Cc and BCC together) one message may have: a guard against bulk sending",
+        validate: validate_recipients,
     },
 ];
 
@@ -119,6 +132,7 @@ pub fn set(tx: &mut Tx<'_>, key: &str, value: &str) -> Result<(), SettingError> 
 pub struct Settings {
     pub subject_tag_prefix: String,
     pub comm_log_retention_days: u32,
+    pub max_recipients: u32,
 }
 
 impl Default for Settings {
@@ -126,6 +140,7 @@ impl Default for Settings {
         Settings {
             subject_tag_prefix: "#".into(),
             comm_log_retention_days: 30,
+            max_recipients: 10,
         }
     }
 }
@@ -154,6 +169,7 @@ impl Settings {
         Ok(Settings {
             subject_tag_prefix: get("subject_tag_prefix")?,
             comm_log_retention_days: get("comm_log_retention_days")?.parse().unwrap_or(30),
+            max_recipients: get("max_recipients")?.parse().unwrap_or(10),
         })
     }
 }

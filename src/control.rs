@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 /// Name of the socket inside the data dir.
 pub const SOCKET_FILE: &str = "postroom.sock";
 
-/// Largest request accepted (argv of a command line; bodies come as files).
-const MAX_REQUEST: u32 = 1 << 20;
+/// Largest request accepted (a command line; a reply body read from stdin travels in it).
+const MAX_REQUEST: u32 = 32 << 20;
 
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
@@ -96,6 +96,11 @@ pub fn emit(stream: Stream, bytes: &[u8]) {
 /// The socket path of a data dir.
 pub fn socket_path(data: &Path) -> PathBuf {
     data.join(SOCKET_FILE)
+}
+
+/// Whether a service listens on this data dir now.
+pub fn service_running(data: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(socket_path(data)).is_ok()
 }
 
 /// A request as the server reads it.

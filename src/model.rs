@@ -87,6 +87,8 @@ pub enum Direction {
     In,
     /// Sent by Postroom (a reply, an auto-reply, a notification copy).
     Out,
+    /// An internal note of the team: never mailed to the customer.
+    Note,
 }
 
 /// Conversation status, as agents see it.

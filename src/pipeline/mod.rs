@@ -212,7 +212,7 @@ fn process_one(
         && let Some(existing) = tx.message_by_msgid(&mid)?
         && let Some(mut m) = tx.message(existing)?
     {
-        if m.direction == Direction::Out || same_mail(&m, &p, date) {
+        if m.direction != Direction::In || same_mail(&m, &p, date) {
             if !m.also_raw.contains(&raw) && m.raw != raw {
                 m.also_raw.push(raw);
             }
@@ -457,6 +457,52 @@ pub fn merge(
         format!("conversation #{from} merged into #{into}"),
     )?;
     Ok(())
+}
+
+/// Files a message of our own (a reply, an auto-reply, a note) whose exact bytes were
+/// just stored as `raw`: a message record in `conv` built from the parsed bytes, its
+/// Message-ID indexed so answers thread to it, the conversation's activity updated. Runs
+/// in the transaction that stores the bytes (and, for mail, queues it in the outbox).
+pub fn record_own(
+    tx: &mut Tx<'_>,
+    conv: ConvId,
+    raw: RawId,
+    p: &Parsed,
+    direction: Direction,
+    clock: &dyn Clock,
+) -> Result<MessageRecord, StoreError> {
+    let conv = resolve(tx, conv)?.ok_or(StoreError::NotFound {
+        what: "conversation",
+        id: conv.0,
+    })?;
+    let id = MsgId(tx.next_id("msg")?);
+    let m = MessageRecord {
+        id,
+        conv,
+        raw,
+        also_raw: Vec::new(),
+        direction,
+        message_id: p.message_id.clone(),
+        in_reply_to: p.in_reply_to.clone(),
+        references: p.references.clone(),
+        subject: p.subject.clone(),
+        from: p.from.clone(),
+        to: p.to.clone(),
+        cc: p.cc.clone(),
+        date: p.date.unwrap_or(clock.now_ms().div_euclid(1000)),
+        flags: p.flags,
+        attachments: p.attachments,
+        preview: p.preview.clone(),
+        warnings: Vec::new(),
+    };
+    tx.put_message(&m)?;
+    tx.link(conv, id)?;
+    if let Some(mid) = &p.message_id {
+        tx.index_msgid(mid, id)?;
+    }
+    add_to_conversation(tx, conv, &m)?;
+    tx.finish_raw(raw, Some(id))?;
+    Ok(m)
 }
 
 /// Records a message we sent (a reply, an auto-reply) so that answers to it thread by

@@ -170,6 +170,35 @@ pub fn parse(raw: &[u8]) -> Parsed {
     parsed
 }
 
+/// Longest body text handed out by `body_text` (quoting, display).
+pub const MAX_BODY_TEXT: usize = 256 * 1024;
+
+/// The first text body of a message (the HTML part rendered to text when there is no
+/// plain one), under the same guards as `parse`; `None` when there is none or the message
+/// is too odd to take apart. Capped at `MAX_BODY_TEXT` bytes.
+pub fn body_text(raw: &[u8]) -> Option<String> {
+    let mut warnings = Vec::new();
+    let norm = normalize(raw, &mut warnings);
+    let norm: &[u8] = &norm;
+    let shape = shape(norm, MAX_STRUCTURE);
+    if shape.cut.is_some() || check_encoded(norm, &shape).is_err() {
+        return None;
+    }
+    let text = catch_unwind(AssertUnwindSafe(|| {
+        let m = MessageParser::default().parse(norm)?;
+        let t = m.body_text(0).map(|t| t.into_owned());
+        dismantle(m);
+        t
+    }))
+    .ok()
+    .flatten()?;
+    let mut end = text.len().min(MAX_BODY_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(text.get(..end).unwrap_or_default().to_owned())
+}
+
 /// The bytes as mail-parser should read them. Line ends that are all bare CR (old Mac
 /// mail) become CRLF, since mail-parser only ends lines at LF; a header block that runs to
 /// the end of the message is closed with a blank line, since mail-parser drops an

@@ -193,12 +193,16 @@ fn transfer(
         })?;
     }
     command(conn, label, "DATA", log, |c| c.command(Data))?;
+    // lettre always ends the data with CRLF "." CRLF; the first CRLF belongs to the
+    // message (RFC 5321 4.1.1.4), so a message that already ends in CRLF is sent without
+    // it and arrives byte for byte as stored.
+    let body = bytes.strip_suffix(b"\r\n").unwrap_or(bytes);
     let reply = command(
         conn,
         label,
         &format!("message ({} bytes)", bytes.len()),
         log,
-        |c| c.message(bytes),
+        |c| c.message(body),
     )?;
     Ok(reply)
 }

@@ -278,6 +278,7 @@ fn direction_byte(d: Direction) -> u8 {
     match d {
         Direction::In => 0,
         Direction::Out => 1,
+        Direction::Note => 2,
     }
 }
 
@@ -314,6 +315,7 @@ pub fn decode_message(v: &[u8]) -> Result<MessageRecord, DecodeError> {
         direction: match d.u8()? {
             0 => Direction::In,
             1 => Direction::Out,
+            2 => Direction::Note,
             n => return Err(d.err(format!("direction {n}"))),
         },
         message_id: d.opt_str()?,

@@ -416,3 +416,331 @@ fn mailboxes_have_unique_addresses_that_are_never_deleted() {
         stderr(&o)
     );
 }
+
+const CUSTOMER_MAIL: &str = "From: Zoe Customer <zoe@customer.example>\r\nTo: Support <support@example.org>\r\nSubject: Printer jams\r\nDate: Mon, 2 Nov 2026 09:00:00 +0000\r\nMessage-ID: <q1@customer.example>\r\n\r\nThe printer jams on every page.\r\nCan you help?\r\n";
+
+/// A data dir with a `support` mailbox (support@example.org, alias help@) sending through
+/// the harness with `security`, and the customer's first mail as conversation 1.
+fn setup(s: &Smtpd, security: &str) -> crate::support::TempDir {
+    let data = tmp();
+    let d = data.path();
+    let pin = s.cert_sha256();
+    add_smtp(
+        d,
+        s,
+        "relay",
+        security,
+        &["--user", USER, "--password", PASS, "--pin-cert", &pin],
+    );
+    let mail = crate::support::write_file(d, "q1.eml", CUSTOMER_MAIL.as_bytes());
+    run_ok(
+        d,
+        &["import", "--mailbox", "support", &mail.to_string_lossy()],
+    );
+    run_ok(
+        d,
+        &[
+            "mailbox",
+            "edit",
+            "support",
+            "--address",
+            "support@example.org",
+            "--alias",
+            "help@example.org",
+            "--name",
+            "Example Support",
+            "--smtp",
+            "relay",
+            "--signature",
+            "{{ agent }}, {{ mailbox_name }}",
+        ],
+    );
+    data
+}
+
+fn reply(d: &Path, args: &[&str], body: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut c = crate::support::cmd(d, &[&["reply"], args].concat());
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn outbox(d: &Path) -> Vec<serde_json::Value> {
+    serde_json::from_str::<serde_json::Value>(&run_ok(d, &["outbox", "--json"]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    head.split("\r\n")
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+}
+
+#[test]
+fn a_reply_arrives_byte_exact_and_the_answers_thread_back() {
+    let s = Smtpd::start();
+    s.add_user(USER, PASS);
+    let data = setup(&s, "starttls");
+    let d = data.path();
+    let attachment = crate::support::write_file(d, "report.pdf", b"%PDF-1.4 not really\x00\xff");
+    let o = reply(
+        d,
+        &[
+            "1",
+            "--attach",
+            &attachment.to_string_lossy(),
+            "--quote",
+            "--agent",
+            "Anna",
+        ],
+        "Please try the rear tray.\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("sent: the relay said 250"),
+        "{}",
+        stdout(&o)
+    );
+    let got = s.wait_for(1, Duration::from_secs(10));
+    let m = &got[0];
+    assert!(
+        m.tls && m.auth_user.as_deref() == Some(USER),
+        "STARTTLS + AUTH"
+    );
+    assert_eq!(m.mail_from, "support@example.org");
+    assert_eq!(m.rcpt_tos, vec!["zoe@customer.example".to_owned()]);
+    // Byte-exact: what the relay got is what the store holds.
+    let ob = outbox(d);
+    assert_eq!(ob.len(), 1);
+    assert_eq!(ob[0]["state"], "sent");
+    let raw_id = ob[0]["raw"].as_u64().unwrap().to_string();
+    let stored = crate::support::cmd(d, &["raw", &raw_id])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(
+        stored, m.data,
+        "the relay received exactly the stored bytes"
+    );
+    let text = String::from_utf8_lossy(&m.data).into_owned();
+    assert_eq!(
+        header(&text, "From"),
+        Some("\"Example Support\" <support@example.org>"),
+        "{text}"
+    );
+    assert_eq!(
+        header(&text, "To"),
+        Some("<zoe@customer.example>"),
+        "{text}"
+    );
+    assert_eq!(
+        header(&text, "Subject"),
+        Some("Re: Printer jams [#1]"),
+        "{text}"
+    );
+    assert_eq!(
+        header(&text, "In-Reply-To"),
+        Some("<q1@customer.example>"),
+        "{text}"
+    );
+    assert_eq!(
+        header(&text, "References"),
+        Some("<q1@customer.example>"),
+        "{text}"
+    );
+    assert_eq!(
+        header(&text, "Thread-Topic"),
+        Some("Printer jams"),
+        "{text}"
+    );
+    assert!(
+        header(&text, "Thread-Index").is_some_and(|t| t.len() == 32),
+        "{text}"
+    );
+    let our_id = header(&text, "Message-ID")
+        .unwrap()
+        .trim_matches(['<', '>'])
+        .to_owned();
+    assert!(our_id.ends_with("@example.org"), "{our_id}");
+    assert!(text.contains("Please try the rear tray."), "{text}");
+    assert!(
+        text.contains("Anna, Example Support"),
+        "signature rendered: {text}"
+    );
+    assert!(
+        text.contains("> The printer jams on every page."),
+        "quoted: {text}"
+    );
+    assert!(text.contains("filename=\"report.pdf\""), "{text}");
+    // The customer answers our Message-ID; another mail keeps only the tag.
+    let a1 = format!(
+        "From: zoe@customer.example\r\nTo: support@example.org\r\nSubject: Re: Printer jams [#1]\r\nMessage-ID: <a1@customer.example>\r\nIn-Reply-To: <{our_id}>\r\n\r\nStill jams.\r\n"
+    );
+    let a2 = "From: zoe@customer.example\r\nTo: help@example.org\r\nSubject: about [#1] again\r\nMessage-ID: <a2@customer.example>\r\n\r\nAnd now?\r\n";
+    let p1 = crate::support::write_file(d, "a1.eml", a1.as_bytes());
+    let p2 = crate::support::write_file(d, "a2.eml", a2.as_bytes());
+    run_ok(d, &["import", &p1.to_string_lossy(), &p2.to_string_lossy()]);
+    let list = crate::support::conversations_json(d);
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "all in one conversation: {list}"
+    );
+    assert_eq!(list[0]["messages"], 4);
+    // A reply to the alias's mail leaves from the alias.
+    let o = reply(d, &["1"], "Answered from the alias.\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = s.wait_for(2, Duration::from_secs(10));
+    assert_eq!(got[1].mail_from, "help@example.org");
+    // A note stays inside.
+    run_ok(
+        d,
+        &[
+            "note",
+            "1",
+            "--body",
+            "Customer has the old model.",
+            "--agent",
+            "Anna",
+        ],
+    );
+    let conv = run_ok(d, &["conversation", "1"]);
+    assert!(
+        conv.contains("##") && conv.contains("Customer has the old model."),
+        "{conv}"
+    );
+    assert!(conv.contains("outbox: sent"), "{conv}");
+    assert_eq!(s.received().len(), 2, "the note was not mailed");
+}
+
+#[test]
+fn a_reply_through_implicit_tls_arrives() {
+    let s = Smtpd::start();
+    s.add_user(USER, PASS);
+    let data = setup(&s, "tls");
+    let o = reply(data.path(), &["1"], "Over implicit TLS.\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = s.wait_for(1, Duration::from_secs(10));
+    assert_eq!(got[0].listener, "smtps");
+    assert!(String::from_utf8_lossy(&got[0].data).contains("Over implicit TLS."));
+}
+
+#[test]
+fn temporary_failures_wait_and_permanent_ones_show_on_the_conversation() {
+    use crate::smtpd::{Fault, Stage};
+    let s = Smtpd::start();
+    s.add_user(USER, PASS);
+    let data = setup(&s, "starttls");
+    let d = data.path();
+    // Down, then 451: the replies wait, with the reason.
+    s.set_fault(Fault::Down);
+    let o = reply(d, &["1"], "First, while the relay is down.\n");
+    assert!(o.status.success(), "queued is success: {}", stderr(&o));
+    assert!(stdout(&o).contains("not sent yet"), "{}", stdout(&o));
+    s.set_fault(Fault::Reply {
+        at: Stage::Rcpt,
+        reply: "451 4.7.1 greylisted, try later".into(),
+        count: None,
+    });
+    run_ok(d, &["outbox", "--retry-now"]);
+    let ob = outbox(d);
+    assert_eq!(ob[0]["state"], "queued");
+    assert!(
+        ob[0]["last_error"].as_str().unwrap().contains("greylisted"),
+        "{ob:?}"
+    );
+    assert_eq!(ob[0]["attempts"], 2);
+    // Back: delivered.
+    s.set_fault(Fault::None);
+    let out = run_ok(d, &["outbox", "--retry-now"]);
+    assert!(out.contains("1 sent"), "{out}");
+    assert_eq!(s.wait_for(1, Duration::from_secs(10)).len(), 1);
+    // 5xx: failed for good, shown on the conversation with the server's text.
+    s.set_fault(Fault::Reply {
+        at: Stage::Data,
+        reply: "554 5.7.1 message refused as spam".into(),
+        count: None,
+    });
+    let o = reply(d, &["1"], "This one is refused.\n");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("refused as spam"), "{}", stderr(&o));
+    let conv = run_ok(d, &["conversation", "1"]);
+    assert!(
+        conv.contains("outbox: FAILED")
+            && conv.contains("554")
+            && conv.contains("5.7.1 message refused as spam"),
+        "{conv}"
+    );
+    let log = run_ok(d, &["log"]);
+    assert!(log.contains("refused for good"), "{log}");
+    assert_eq!(s.received().len(), 1);
+}
+
+#[test]
+fn replies_are_checked_before_anything_is_queued() {
+    let s = Smtpd::start();
+    s.add_user(USER, PASS);
+    let data = setup(&s, "starttls");
+    let d = data.path();
+    let o = reply(d, &["1", "--from", "someone@else.example"], "x\n");
+    assert!(
+        stderr(&o).contains("is not a valid address of the mailbox \"support\""),
+        "{}",
+        stderr(&o)
+    );
+    let o = reply(
+        d,
+        &["1", "--cc", "a@b.example\r\nBcc: all@evil.example"],
+        "x\n",
+    );
+    assert!(
+        stderr(&o).contains("Cc") && stderr(&o).contains("carriage return"),
+        "{}",
+        stderr(&o)
+    );
+    let many: Vec<String> = (0..10).map(|i| format!("c{i}@example.net")).collect();
+    let mut args = vec!["1".to_owned()];
+    for a in &many {
+        args.push("--cc".into());
+        args.push(a.clone());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = reply(d, &args, "x\n");
+    assert!(
+        stderr(&o).contains("11 recipients is more than the 10"),
+        "{}",
+        stderr(&o)
+    );
+    run_ok(
+        d,
+        &[
+            "mailbox",
+            "edit",
+            "support",
+            "--validity",
+            "support@example.org=invalid",
+            "--validity",
+            "help@example.org=invalid",
+        ],
+    );
+    let o = reply(d, &["1"], "x\n");
+    assert!(
+        stderr(&o).contains("has no valid address"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(outbox(d).is_empty(), "nothing was queued");
+    assert!(s.received().is_empty());
+}
