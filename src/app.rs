@@ -321,8 +321,13 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
         a.stop();
     }
     web.stop();
-    drop(ctx);
+    // Every holder of a pipeline waker must be gone before the worker can finish: the
+    // service handle, the fleet, the fetch context, and the executor with any control
+    // connection still parked on it.
+    drop(service);
     drop(fleet);
+    drop(ctx);
+    drop(ex);
     drop(waker);
     let _ = pipeline.join();
     result?;

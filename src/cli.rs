@@ -630,7 +630,7 @@ fn cmd_reply(
             out!("the running service sends it now (see postroom outbox)");
         }
         None => {
-            let r = crate::outbox::send_due(&outbox_ctx(dir)?)?;
+            let r = crate::outbox::send_one(&outbox_ctx(dir)?, q.outbox)?;
             let o = dir
                 .store
                 .read()?

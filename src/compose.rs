@@ -310,6 +310,9 @@ pub fn build(m: &Mail) -> Result<Vec<u8>, ComposeError> {
     Ok(bytes)
 }
 
+/// Child blocks in a `Thread-Index` at most.
+const MAX_THREAD_DEPTH: u32 = 30;
+
 /// Outlook's `Thread-Index` for our message number `n` (0 = the first) in a
 /// conversation: the 22-byte header derived from the conversation (so every message of
 /// ours in it shares it) plus one 5-byte block per reply, base64.
@@ -320,6 +323,8 @@ pub fn thread_index(conv: u64, created_secs: i64, n: u32) -> String {
         &ring::digest::SHA256,
         format!("postroom-conversation-{conv}-{created_secs}").as_bytes(),
     );
+    // Deep threads stop growing the header (it stays one short line).
+    let n = n.min(MAX_THREAD_DEPTH);
     let mut bytes = Vec::with_capacity(22 + 5 * n as usize);
     bytes.push(0x01);
     bytes.extend_from_slice(&filetime.to_be_bytes()[1..6]);
@@ -403,6 +408,10 @@ mod tests {
         assert_eq!(first.len(), 32, "22 bytes");
         assert_eq!(second.len(), 36, "27 bytes");
         assert_ne!(thread_index(8, 1_780_000_000, 0), first, "per conversation");
+        assert!(
+            thread_index(7, 1_780_000_000, 100_000).len() < 300,
+            "bounded"
+        );
     }
 
     #[test]

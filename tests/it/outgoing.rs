@@ -744,3 +744,124 @@ fn replies_are_checked_before_anything_is_queued() {
     assert!(outbox(d).is_empty(), "nothing was queued");
     assert!(s.received().is_empty());
 }
+
+/// Crash loop on the outbox: 200 replies queued, `serve` killed with SIGKILL at random
+/// moments while it sends, restarted each time. Every reply reaches the relay at least
+/// once; a reply sent twice (killed between the relay's 250 and our commit) is the same
+/// bytes, so the same Message-ID; none is lost.
+#[test]
+fn outbox_crash_loop_loses_nothing_and_resends_with_the_same_message_id() {
+    use crate::smtpd::Fault;
+    const REPLIES: usize = 200;
+    const MID_KILLS: usize = 8;
+    let s = Smtpd::start();
+    s.add_user(USER, PASS);
+    let data = setup(&s, "starttls");
+    let d = data.path();
+    // Queue them while the relay is down: each fails once and waits.
+    s.set_fault(Fault::Down);
+    for i in 0..REPLIES {
+        let o = reply(d, &["1"], &format!("Reply number {i}.\n"));
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let queued = outbox(d);
+    assert_eq!(queued.len(), REPLIES);
+    assert!(queued.iter().all(|o| o["state"] == "queued"));
+    s.set_fault(Fault::None);
+    let sent_count = |d: &Path| outbox(d).iter().filter(|o| o["state"] == "sent").count();
+    // First, three runs that abort right after the relay accepted a message and before
+    // the outbox recorded it: each such message must be sent again, identically.
+    let mut forced_resends = 0;
+    for k in [3u32, 5, 7] {
+        let mut serve = crate::support::Serve::start(
+            d,
+            &[("POSTROOM_FAILPOINT", &format!("after-outbox-send:{k}"))],
+        );
+        serve.wait_for("ready", Duration::from_secs(30));
+        if k == 3 {
+            // Through the running service: everything waiting is due now.
+            let out = run_ok(d, &["outbox", "--retry-now"]);
+            assert!(out.contains("the running service sends"), "{out}");
+        }
+        serve.wait_for(
+            "failpoint after-outbox-send reached",
+            Duration::from_secs(60),
+        );
+        let _ = serve.child.wait();
+        forced_resends += 1;
+    }
+    let mut rng = crate::genmail::Rng::new(0x0b0c);
+    let mut mid_kills = 0;
+    let mut runs = 0;
+    let mut window_ms = 40u64;
+    loop {
+        let before = sent_count(d);
+        if before == REPLIES {
+            break;
+        }
+        runs += 1;
+        assert!(
+            runs < 200,
+            "the outbox never drained: {before} of {REPLIES} sent"
+        );
+        let mut serve = crate::support::Serve::start(d, &[]);
+        serve.wait_for("ready", Duration::from_secs(30));
+        let enough = mid_kills >= MID_KILLS;
+        if enough {
+            // Let it finish.
+            let until = std::time::Instant::now() + Duration::from_secs(120);
+            while sent_count_live(&s) < REPLIES && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            serve.stop();
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(window_ms) + 1));
+        serve.child.kill().unwrap();
+        serve.child.wait().unwrap();
+        let after = sent_count(d);
+        if after > before && after < REPLIES {
+            mid_kills += 1;
+        } else if after == before {
+            window_ms = (window_ms * 3 / 2).min(5_000);
+        } else {
+            window_ms = (window_ms / 2).max(5);
+        }
+    }
+    assert!(
+        mid_kills >= MID_KILLS,
+        "only {mid_kills} kills landed mid-sending"
+    );
+    // Every reply arrived; duplicates are byte-identical (same Message-ID).
+    let ours: std::collections::BTreeSet<String> = outbox(d)
+        .iter()
+        .map(|o| o["message"].as_u64().unwrap().to_string())
+        .collect();
+    assert_eq!(ours.len(), REPLIES);
+    let mut by_id: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
+    for m in s.received() {
+        let text = String::from_utf8_lossy(&m.data).into_owned();
+        let id = header(&text, "Message-ID").expect("Message-ID").to_owned();
+        by_id.entry(id).or_default().push(m.data);
+    }
+    assert_eq!(by_id.len(), REPLIES, "every reply reached the relay");
+    let dups: usize = by_id.values().map(|v| v.len() - 1).sum();
+    assert!(
+        dups >= forced_resends,
+        "each abort between the relay's 250 and our commit resends that message ({dups} duplicates)"
+    );
+    for (id, copies) in &by_id {
+        assert!(
+            copies.windows(2).all(|w| w[0] == w[1]),
+            "{id}: a resend differs"
+        );
+    }
+    eprintln!(
+        "outbox crash loop: {runs} runs, {mid_kills} kills mid-sending, {dups} duplicates (same bytes)"
+    );
+}
+
+/// Messages the relay holds, without touching the data dir (serve owns it).
+fn sent_count_live(s: &Smtpd) -> usize {
+    s.received().len()
+}

@@ -75,6 +75,16 @@ pub struct Serve {
     pub seen: Vec<String>,
 }
 
+/// A test that fails half-way leaves no service running behind it.
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Serve {
     pub fn start(data: &Path, env: &[(&str, &str)]) -> Serve {
         let mut c = cmd(data, &["serve"]);
