@@ -213,7 +213,13 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
         r.message_count()?
     );
     drop(r);
-    let (waker, pipeline) = crate::pipeline::spawn_worker(dir.store.clone(), Arc::new(SystemClock));
+    // The outbox sender wakes on new replies and on auto-replies the pipeline queues.
+    let (outbox_wake, wake_rx) = smol::channel::bounded::<()>(1);
+    let (waker, pipeline) = crate::pipeline::spawn_worker_with(
+        dir.store.clone(),
+        Arc::new(SystemClock),
+        Some(outbox_wake.clone()),
+    );
     prune_log(&dir.store, &clock)?;
     let ctx = dir.fetch_ctx(waker.clone())?;
     let ex = Arc::new(smol::Executor::<'static>::new());
@@ -248,8 +254,7 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
     // Handlers first, then "ready": a signal right after "ready" must stop us cleanly.
     use async_signal::{Signal, Signals};
     let mut signals = Signals::new([Signal::Int, Signal::Term]).map_err(AppError::Signals)?;
-    // The outbox sender: wakes on new replies, stops when `outbox_stop` closes.
-    let (outbox_wake, wake_rx) = smol::channel::bounded::<()>(1);
+    // The outbox sender stops when `outbox_stop` closes.
     let (outbox_stop, stop_rx) = smol::channel::bounded::<()>(1);
     let sender = ex.spawn(crate::outbox::run_sender(
         crate::outbox::SenderCtx {

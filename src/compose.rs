@@ -289,8 +289,7 @@ pub fn build(m: &Mail) -> Result<Vec<u8>, ComposeError> {
     if m.automatic {
         b = b
             .header("Auto-Submitted", Raw::new("auto-replied"))
-            .header("X-Auto-Response-Suppress", Raw::new("All"))
-            .header("Precedence", Raw::new("auto_reply"));
+            .header("X-Auto-Response-Suppress", Raw::new("All"));
     }
     if !m.loop_id.is_empty() {
         b = b.header("X-Loop", Raw::new(m.loop_id.as_str()));

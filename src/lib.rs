@@ -31,6 +31,7 @@
 //! | [`import`] | reading .eml/mbox/Maildir into commit 1 | parse MIME or thread |
 //! | [`fetch`] | the only code that speaks IMAP or POP3: cursors, IDLE, removal after commit | parse MIME, create conversations |
 //! | [`compose`] | building outgoing mail (mail-builder), Message-IDs, threading headers; refusing injected headers | send, queue or store |
+//! | [`autoreply`] | whether a new conversation gets an auto-reply (RFC 3834, loops, rate limits) and queueing it | send, or answer anything but a new conversation |
 //! | [`outbox`] | replies and notes committed in one transaction with their outbox entry; the sender with retries | speak SMTP or send what is not committed |
 //! | [`smtp`] | the only code that speaks SMTP: one delivery, step by step, failures sorted into temporary and permanent | queue, retry or compose |
 //! | [`net`] | TCP + rustls (ring) connect, STARTTLS upgrade, certificate policy and pinning | speak a mail protocol |
@@ -66,6 +67,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod autoreply;
 pub mod cli;
 pub mod compose;
 pub mod config;

@@ -373,13 +373,33 @@ pub fn commit_mail(
         });
     }
     let bytes = compose::build(mail)?;
-    let parsed = parse::parse(&bytes);
+    let q =
+        store.write(|tx| queue_in(tx, clock, conv.id, mailbox, smtp, mail, &bytes, automatic))?;
+    Ok(q)
+}
+
+/// Inside a transaction: stores composed bytes, files them on the conversation and
+/// queues them (the pipeline uses this for auto-replies, in the transaction that creates
+/// the conversation).
+#[allow(clippy::too_many_arguments)]
+pub fn queue_in(
+    tx: &mut crate::store::Tx<'_>,
+    clock: &dyn Clock,
+    conv: ConvId,
+    mailbox: &MailboxRecord,
+    smtp: crate::model::SmtpId,
+    mail: &Mail,
+    bytes: &[u8],
+    automatic: bool,
+) -> Result<Queued, StoreError> {
+    let recipients = mail.recipients();
+    let parsed = parse::parse(bytes);
     let now = clock.now_ms();
-    let hash = content_hash(&bytes);
-    let q = store.write(|tx| {
+    let hash = content_hash(bytes);
+    {
         let raw = match tx.add_raw(
             &NewRaw {
-                bytes: &bytes,
+                bytes,
                 hash,
                 source: format!("outbox:{}", mailbox.name),
                 mailbox: mailbox.id,
@@ -388,7 +408,7 @@ pub fn commit_mail(
         )? {
             RawOutcome::New(id) | RawOutcome::SameBytes(id) => id,
         };
-        let mut m = pipeline::record_own(tx, conv.id, raw, &parsed, Direction::Out, clock)?;
+        let mut m = pipeline::record_own(tx, conv, raw, &parsed, Direction::Out, clock)?;
         if automatic {
             m.flags.set(MsgFlags::AUTO_REPLY);
             tx.put_message(&m)?;
@@ -426,7 +446,7 @@ pub fn commit_mail(
                 mail.message_id
             ),
         })?;
-        Ok::<_, StoreError>(Queued {
+        Ok(Queued {
             outbox: id,
             msg: m.id,
             conv: m.conv,
@@ -435,8 +455,7 @@ pub fn commit_mail(
             from: mail.from.clone(),
             recipients: recipients.clone(),
         })
-    })?;
-    Ok(q)
+    }
 }
 
 /// Adds an internal note (never mailed) to a conversation.

@@ -39,12 +39,15 @@ pub struct Summary {
     pub duplicates: u64,
     /// Messages that carried at least one parse warning.
     pub with_warnings: u64,
+    /// Auto-replies queued for new conversations.
+    pub auto_replies: u64,
 }
 
 impl Summary {
     pub fn add(&mut self, o: &Summary) {
         self.processed += o.processed;
         self.new_conversations += o.new_conversations;
+        self.auto_replies += o.auto_replies;
         self.joined += o.joined;
         self.merged_conversations += o.merged_conversations;
         self.duplicates += o.duplicates;
@@ -315,6 +318,19 @@ fn process_one(
     }
     let reopened = add_to_conversation(tx, conv_id, &record)?;
     tx.finish_raw(raw, Some(msg_id))?;
+    // Only mail that just arrived from a mail account is answered: never imported
+    // files, never old mail an account brought in when it was added.
+    let live = rec
+        .sources
+        .first()
+        .is_some_and(|s| s.starts_with("imap:") || s.starts_with("pop3:"))
+        && clock.now_ms() / 1000 - date < 2 * 86_400;
+    if created
+        && live
+        && crate::autoreply::on_new_conversation(tx, conv_id, &record, &p, settings, clock)?
+    {
+        s.auto_replies = 1;
+    }
     let who = p
         .from
         .as_ref()
@@ -569,6 +585,15 @@ pub fn spawn_worker(
     store: std::sync::Arc<Store>,
     clock: std::sync::Arc<dyn Clock>,
 ) -> (Waker, std::thread::JoinHandle<Summary>) {
+    spawn_worker_with(store, clock, None)
+}
+
+/// `spawn_worker`, waking `outbox` whenever a batch queued auto-replies.
+pub fn spawn_worker_with(
+    store: std::sync::Arc<Store>,
+    clock: std::sync::Arc<dyn Clock>,
+    outbox: Option<smol::channel::Sender<()>>,
+) -> (Waker, std::thread::JoinHandle<Summary>) {
     let (tx, rx) = smol::channel::bounded::<()>(1);
     let handle = std::thread::Builder::new()
         .name("pipeline".into())
@@ -582,6 +607,11 @@ pub fn spawn_worker(
                 match result {
                     Ok(s) if s.processed > 0 => {
                         total.add(&s);
+                        if s.auto_replies > 0
+                            && let Some(o) = &outbox
+                        {
+                            let _ = o.try_send(());
+                        }
                         log::info!(
                         "pipeline: {} messages, {} new conversations, {} joined, {} duplicates",
                         s.processed,

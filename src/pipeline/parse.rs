@@ -92,6 +92,8 @@ pub struct Parsed {
     pub attachments: u32,
     pub preview: String,
     pub warnings: Vec<String>,
+    /// The `X-Loop` header: a Postroom installation marks its automatic mail with one.
+    pub x_loop: Option<String>,
 }
 
 /// How much of a message mail-parser gets to read.
@@ -886,6 +888,7 @@ fn from_message(m: &Message<'_>) -> Parsed {
         attachments: u32::try_from(m.attachment_count()).unwrap_or(u32::MAX),
         preview,
         warnings,
+        x_loop: header_text(m, "X-Loop").map(|v| v.trim().to_owned()),
     }
 }
 

@@ -865,3 +865,328 @@ fn outbox_crash_loop_loses_nothing_and_resends_with_the_same_message_id() {
 fn sent_count_live(s: &Smtpd) -> usize {
     s.received().len()
 }
+
+const DPASS: &str = "dovecot-pass";
+
+/// A data dir whose mailbox `name` (address `addr`, auto-reply on) fetches from the
+/// Dovecot user `user` over IMAP and sends through the harness's open relay.
+fn autoreply_instance(
+    d: &crate::dovecot::Dovecot,
+    s: &Smtpd,
+    user: &str,
+    addr: &str,
+) -> crate::support::TempDir {
+    let data = tmp();
+    let p = data.path();
+    add_smtp(p, s, "relay", "none", &["--auth", "none"]);
+    run_ok(
+        p,
+        &[
+            "mailbox",
+            "add",
+            "desk",
+            "--address",
+            addr,
+            "--smtp",
+            "relay",
+            "--auto-reply",
+            "on",
+        ],
+    );
+    run_ok(
+        p,
+        &[
+            "account",
+            "add",
+            "in",
+            "--protocol",
+            "imap",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &d.imap_port.to_string(),
+            "--security",
+            "none",
+            "--user",
+            user,
+            "--password",
+            DPASS,
+            "--mailbox",
+            "desk",
+            "--after",
+            "delete",
+        ],
+    );
+    data
+}
+
+fn now_date() -> String {
+    // RFC 5322 date of now, so the mail counts as just arrived.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    // 1970-01-01 was a Thursday.
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+    let (y, m, dd) = {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        (yoe + era * 400 + i64::from(m <= 2), m, d)
+    };
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{wd}, {dd} {} {y} {:02}:{:02}:{:02} +0000",
+        months[(m - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn plain(from: &str, to: &str, subject: &str, id: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <{id}>\r\n{extra}\r\nHello.\r\n",
+        now_date()
+    )
+    .into_bytes()
+}
+
+/// The RFC 3834 matrix: every kind of automatic mail gets no auto-reply; a person's
+/// mail gets exactly one, with our automatic headers and an empty envelope sender, and
+/// their second mail the same day gets none.
+#[test]
+fn auto_replies_go_to_people_only_and_once_a_day() {
+    let d = crate::dovecot::Dovecot::start();
+    d.add_user("desk", DPASS);
+    let s = Smtpd::start();
+    let data = autoreply_instance(&d, &s, "desk", "support@example.org");
+    let p = data.path();
+    let to = "support@example.org";
+    let dsn = "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n";
+    let cases: Vec<(String, String)> = vec![
+        (
+            "a1@x.example".into(),
+            "Auto-Submitted: auto-replied\r\n".into(),
+        ),
+        (
+            "a2@x.example".into(),
+            "Auto-Submitted: auto-generated\r\n".into(),
+        ),
+        ("a3@x.example".into(), "Precedence: bulk\r\n".into()),
+        ("a4@x.example".into(), "Precedence: junk\r\n".into()),
+        ("a5@x.example".into(), "Precedence: list\r\n".into()),
+        (
+            "a6@x.example".into(),
+            "List-Id: <news.x.example>\r\n".into(),
+        ),
+        (
+            "a7@x.example".into(),
+            "X-Auto-Response-Suppress: All\r\n".into(),
+        ),
+        ("a8@x.example".into(), "Return-Path: <>\r\n".into()),
+        (
+            "a9@x.example".into(),
+            "X-Loop: postroom; other@example.net\r\n".into(),
+        ),
+        ("a10@x.example".into(), dsn.into()),
+        ("MAILER-DAEMON@x.example".into(), String::new()),
+        ("noreply@x.example".into(), String::new()),
+        ("support@example.org".into(), String::new()),
+    ];
+    for (i, (from, extra)) in cases.iter().enumerate() {
+        d.append(
+            "desk",
+            DPASS,
+            "INBOX",
+            &plain(
+                from,
+                to,
+                &format!("auto {i}"),
+                &format!("m{i}@x.example"),
+                extra,
+            ),
+        );
+    }
+    d.append(
+        "desk",
+        DPASS,
+        "INBOX",
+        &plain(
+            "Zoe <zoe@customer.example>",
+            to,
+            "A question",
+            "control1@customer.example",
+            "",
+        ),
+    );
+    run_ok(p, &["fetch", "in"]);
+    run_ok(p, &["outbox", "--send"]);
+    let got = s.wait_for(1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let got_all = s.received();
+    assert_eq!(
+        got_all.len(),
+        1,
+        "exactly one auto-reply: {:?}",
+        got_all
+            .iter()
+            .map(|m| m.rcpt_tos.clone())
+            .collect::<Vec<_>>()
+    );
+    let m = &got[0];
+    assert_eq!(m.rcpt_tos, vec!["zoe@customer.example".to_owned()]);
+    assert_eq!(m.mail_from, "", "RFC 3834: an empty envelope sender");
+    let text = String::from_utf8_lossy(&m.data).into_owned();
+    assert_eq!(
+        header(&text, "Auto-Submitted"),
+        Some("auto-replied"),
+        "{text}"
+    );
+    assert_eq!(header(&text, "X-Auto-Response-Suppress"), Some("All"));
+    assert_eq!(
+        header(&text, "X-Loop"),
+        Some("postroom; support@example.org")
+    );
+    assert_eq!(
+        header(&text, "In-Reply-To"),
+        Some("<control1@customer.example>")
+    );
+    assert!(header(&text, "Subject").unwrap().contains("[#"), "{text}");
+    assert!(
+        text.contains("Hello zoe") || text.contains("Hello Zoe"),
+        "{text}"
+    );
+    // Why each was skipped is in the log.
+    let log = run_ok(p, &["log", "--limit", "0"]);
+    for why in [
+        "auto-submitted",
+        "bulk precedence",
+        "mailing-list mail",
+        "a delivery report",
+        "system or no-reply address",
+        "one of our own addresses",
+        "loop marker",
+    ] {
+        assert!(log.contains(why), "{why} missing in the log:\n{log}");
+    }
+    // The same person again today: no second auto-reply.
+    d.append(
+        "desk",
+        DPASS,
+        "INBOX",
+        &plain(
+            "zoe@customer.example",
+            to,
+            "Another question",
+            "control2@customer.example",
+            "",
+        ),
+    );
+    run_ok(p, &["fetch", "in"]);
+    run_ok(p, &["outbox", "--send"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.received().len(), 1);
+    assert!(run_ok(p, &["log"]).contains("already got an auto-reply"));
+}
+
+/// Two Postroom installations whose mailboxes auto-reply, mail routed between them
+/// through the relay into each other's Dovecot mailbox, and an autoresponder that sets
+/// no headers at all: over many poll cycles at most 4 messages are exchanged.
+#[test]
+fn two_instances_and_a_dumb_autoresponder_do_not_loop() {
+    let d = crate::dovecot::Dovecot::start();
+    for u in ["alpha", "beta", "bot"] {
+        d.add_user(u, DPASS);
+    }
+    for u in ["alpha", "beta", "bot"] {
+        // The Maildir exists once the user has logged in: routing delivers into it.
+        d.count(u, DPASS, "INBOX");
+    }
+    let s = Smtpd::start();
+    s.route("alpha@example.org", &d.maildir("alpha"));
+    s.route("beta@example.org", &d.maildir("beta"));
+    let a = autoreply_instance(&d, &s, "alpha", "alpha@example.org");
+    let b = autoreply_instance(&d, &s, "beta", "beta@example.org");
+    // Beta writes to alpha (as a person would), and the bot writes to alpha too.
+    d.append(
+        "alpha",
+        DPASS,
+        "INBOX",
+        &plain(
+            "beta@example.org",
+            "alpha@example.org",
+            "Hello alpha",
+            "start1@example.org",
+            "",
+        ),
+    );
+    d.append(
+        "alpha",
+        DPASS,
+        "INBOX",
+        &plain(
+            "bot@example.org",
+            "alpha@example.org",
+            "Question from the bot",
+            "start2@example.org",
+            "",
+        ),
+    );
+    let mut bot_sent = 0;
+    let mut seen_by_bot = 0;
+    for cycle in 0..8 {
+        for inst in [a.path(), b.path()] {
+            run_ok(inst, &["fetch", "in"]);
+            run_ok(inst, &["outbox", "--send"]);
+        }
+        // The bot answers everything addressed to it, without any automatic header and
+        // without threading headers, with a fresh subject.
+        let received = s.received();
+        for m in received.iter().skip(seen_by_bot) {
+            if m.rcpt_tos.iter().any(|r| r == "bot@example.org") {
+                let from = String::from_utf8_lossy(&m.data);
+                let reply_to = header(&from, "From")
+                    .and_then(|f| f.split('<').nth(1))
+                    .map(|f| f.trim_end_matches('>').to_owned())
+                    .unwrap();
+                let user = reply_to.split('@').next().unwrap().to_owned();
+                d.append(
+                    &user,
+                    DPASS,
+                    "INBOX",
+                    &plain(
+                        "bot@example.org",
+                        &reply_to,
+                        "I am away this week",
+                        &format!("bot{cycle}-{bot_sent}@example.org"),
+                        "",
+                    ),
+                );
+                bot_sent += 1;
+            }
+        }
+        seen_by_bot = received.len();
+    }
+    let relayed = s.received().len();
+    let total = relayed + bot_sent;
+    eprintln!("loop test: {relayed} messages through the relay, {bot_sent} from the bot");
+    assert!(
+        total <= 4,
+        "{total} messages exchanged: {:?}",
+        s.received()
+            .iter()
+            .map(|m| (m.mail_from.clone(), m.rcpt_tos.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert!(relayed >= 2, "alpha answered beta and the bot once each");
+}
