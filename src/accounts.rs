@@ -36,6 +36,8 @@ pub struct AccountInput {
     pub pinned_cert: Option<String>,
     pub poll_secs: Option<u32>,
     pub max_message_bytes: Option<u64>,
+    /// `address` (by the address the mail was sent to) or `mailbox` (all into one).
+    pub dispatch: Option<String>,
 }
 
 /// One field that cannot be accepted.
@@ -280,6 +282,18 @@ fn merge(
             );
         }
     }
+    if let Some(x) = &input.dispatch {
+        match x.trim().to_ascii_lowercase().as_str() {
+            "address" | "by-address" => a.dispatch_by_address = true,
+            "mailbox" | "all" => a.dispatch_by_address = false,
+            _ => err(
+                "dispatch",
+                format!(
+                    "{x:?} is not address (by the address mail was sent to) or mailbox (all into one)"
+                ),
+            ),
+        }
+    }
     if errs.is_empty() { Ok(a) } else { Err(errs) }
 }
 
@@ -311,6 +325,7 @@ fn defaults() -> AccountRecord {
         pinned_cert: None,
         poll_secs: DEFAULT_POLL_SECS,
         max_message_bytes: DEFAULT_MAX_BYTES,
+        dispatch_by_address: true,
     }
 }
 

@@ -415,6 +415,10 @@ pub struct AccountFlags {
     /// Messages larger than this stay on the server and are reported (default 25 MiB)
     #[arg(long, value_name = "BYTES")]
     max_message_bytes: Option<u64>,
+    /// address: new conversations go to the mailbox owning the address the mail was sent
+    /// to (else --mailbox); mailbox: all into --mailbox (default address)
+    #[arg(long, value_name = "HOW")]
+    dispatch: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1189,6 +1193,7 @@ fn account_input(
         pinned_cert: f.pin_cert,
         poll_secs: f.poll_secs,
         max_message_bytes: f.max_message_bytes,
+        dispatch: f.dispatch,
     })
 }
 
@@ -1208,6 +1213,7 @@ fn account_json(a: &AccountRecord, mailboxes: &[crate::model::MailboxRecord]) ->
         "pinned_cert": a.pinned_cert.map(|p| Fingerprint(p).to_string()),
         "poll_secs": a.poll_secs,
         "max_message_bytes": a.max_message_bytes,
+        "dispatch": if a.dispatch_by_address { "address" } else { "mailbox" },
     })
 }
 

@@ -691,6 +691,10 @@ pub struct AccountRecord {
     pub poll_secs: u32,
     /// Larger messages stay on the server and are reported.
     pub max_message_bytes: u64,
+    /// Put new conversations in the mailbox owning the address the mail was sent to
+    /// (Delivered-To, X-Original-To, To, Cc), falling back to `mailbox`; else all in
+    /// `mailbox`.
+    pub dispatch_by_address: bool,
 }
 
 /// Where an account's folder stands: the IMAP cursor `(UIDVALIDITY, last UID taken)`.

@@ -262,10 +262,10 @@ fn process_one(
         Some(c) => (c, false),
         None => {
             let id = ConvId(tx.next_id("conv")?);
-            let mailbox = if tx.mailbox(rec.mailbox)?.is_some() {
-                rec.mailbox
-            } else {
-                MailboxId(1)
+            let mailbox = match dispatch(tx, rec, &p)? {
+                Some(m) => m,
+                None if tx.mailbox(rec.mailbox)?.is_some() => rec.mailbox,
+                None => MailboxId(1),
             };
             tx.put_conversation(&ConversationRecord {
                 id,
@@ -374,6 +374,37 @@ fn process_one(
         )?;
     }
     Ok(s)
+}
+
+/// The mailbox a new conversation belongs to by the address its first message was sent
+/// to, when its account dispatches by address: the envelope recipients a server recorded
+/// (Delivered-To, X-Original-To) first, then To and Cc. `None`: the source's mailbox.
+fn dispatch(tx: &Tx<'_>, rec: &RawRecord, p: &Parsed) -> Result<Option<MailboxId>, StoreError> {
+    let Some(account) = rec.sources.first().and_then(|s| {
+        s.strip_prefix("imap:")
+            .or_else(|| s.strip_prefix("pop3:"))
+            .and_then(|rest| rest.split('/').next())
+    }) else {
+        return Ok(None);
+    };
+    let Some(acct) = tx.accounts()?.into_iter().find(|a| a.name == account) else {
+        return Ok(None);
+    };
+    if !acct.dispatch_by_address {
+        return Ok(None);
+    }
+    let mailboxes = tx.mailboxes()?;
+    let candidates = p
+        .delivered_to
+        .iter()
+        .cloned()
+        .chain(p.to.iter().chain(&p.cc).map(|a| a.email.clone()));
+    for a in candidates {
+        if let Some(m) = crate::mailboxes::owner_of(&mailboxes, &a) {
+            return Ok(Some(m.id));
+        }
+    }
+    Ok(None)
 }
 
 fn flag_words(f: MsgFlags) -> String {

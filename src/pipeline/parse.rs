@@ -94,6 +94,9 @@ pub struct Parsed {
     pub warnings: Vec<String>,
     /// The `X-Loop` header: a Postroom installation marks its automatic mail with one.
     pub x_loop: Option<String>,
+    /// Addresses from `Delivered-To` and `X-Original-To` (the envelope recipients a
+    /// server recorded), for dispatch to a mailbox.
+    pub delivered_to: Vec<String>,
 }
 
 /// How much of a message mail-parser gets to read.
@@ -889,7 +892,32 @@ fn from_message(m: &Message<'_>) -> Parsed {
         preview,
         warnings,
         x_loop: header_text(m, "X-Loop").map(|v| v.trim().to_owned()),
+        delivered_to: envelope_recipients(m),
     }
+}
+
+fn envelope_recipients(m: &Message<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in ["Delivered-To", "X-Original-To"] {
+        for v in m.header_values(name) {
+            let texts: Vec<&str> = match v {
+                HeaderValue::Text(t) => vec![t.as_ref()],
+                HeaderValue::TextList(l) => l.iter().map(|t| t.as_ref()).collect(),
+                _ => Vec::new(),
+            };
+            for t in texts {
+                let a = t
+                    .trim()
+                    .trim_matches(['<', '>'])
+                    .trim()
+                    .to_ascii_lowercase();
+                if a.contains('@') && a.len() < 320 && !out.contains(&a) && out.len() < 20 {
+                    out.push(a);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Recognises mail sent by machines: RFC 3834 auto-replies, vendor auto-reply headers,

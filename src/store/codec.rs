@@ -644,6 +644,7 @@ pub fn decode_log(v: &[u8]) -> Result<LogEntry, DecodeError> {
 }
 
 const ACCOUNT_V1: u8 = 1;
+const ACCOUNT_V2: u8 = 2;
 
 fn security_u8(s: Security) -> u8 {
     match s {
@@ -670,7 +671,7 @@ pub fn encode_account(a: &AccountRecord) -> Vec<u8> {
         AfterFetch::Delete => (1, ""),
         AfterFetch::Move(f) => (2, f.as_str()),
     };
-    let mut e = Enc::new(ACCOUNT_V1);
+    let mut e = Enc::new(ACCOUNT_V2);
     e.u64(a.id.0)
         .str(&a.name)
         .u8(match a.protocol {
@@ -692,12 +693,20 @@ pub fn encode_account(a: &AccountRecord) -> Vec<u8> {
         Some(fp) => e.u8(1).fixed(fp),
         None => e.u8(0),
     };
-    e.u32(a.poll_secs).u64(a.max_message_bytes);
+    e.u32(a.poll_secs)
+        .u64(a.max_message_bytes)
+        .u8(u8::from(a.dispatch_by_address));
     e.finish()
 }
 
+/// Reads both formats: 1 (schema 2) and 2 (adds dispatch by address).
 pub fn decode_account(v: &[u8]) -> Result<AccountRecord, DecodeError> {
-    let mut d = Dec::new(v, "account", ACCOUNT_V1)?;
+    let version = if v.first() == Some(&ACCOUNT_V1) {
+        ACCOUNT_V1
+    } else {
+        ACCOUNT_V2
+    };
+    let mut d = Dec::new(v, "account", version)?;
     let id = AccountId(d.u64()?);
     let name = d.str()?;
     let protocol = match d.u8()? {
@@ -740,6 +749,7 @@ pub fn decode_account(v: &[u8]) -> Result<AccountRecord, DecodeError> {
         pinned_cert,
         poll_secs: d.u32()?,
         max_message_bytes: d.u64()?,
+        dispatch_by_address: version >= ACCOUNT_V2 && d.u8()? != 0,
     };
     d.end()?;
     Ok(a)
@@ -805,8 +815,25 @@ mod tests {
             pinned_cert: Some([9; 32]),
             poll_secs: 60,
             max_message_bytes: 25 << 20,
+            dispatch_by_address: true,
         };
         assert_eq!(decode_account(&encode_account(&a)).unwrap(), a);
+        // Format 1 (schema 2) still reads, dispatching all into one mailbox.
+        let mut v1 = encode_account(&a);
+        v1[0] = ACCOUNT_V1;
+        v1.pop();
+        let old = decode_account(&v1).unwrap();
+        assert!(!old.dispatch_by_address);
+        assert_eq!(old.name, "support");
+        // Mailbox format 1 too.
+        let mut mb = Enc::new(MAILBOX_V1);
+        mb.u64(4).str("Sales").opt_str(Some("sales@example.org"));
+        let m = decode_mailbox(&mb.finish()).unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.address.as_deref()),
+            ("Sales", Some("sales@example.org"))
+        );
+        assert!(m.aliases.is_empty() && !m.auto_reply);
         let c = FolderCursor {
             uidvalidity: 7,
             last_uid: 99,

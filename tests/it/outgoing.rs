@@ -1190,3 +1190,134 @@ fn two_instances_and_a_dumb_autoresponder_do_not_loop() {
     );
     assert!(relayed >= 2, "alpha answered beta and the bot once each");
 }
+
+/// Mail is dispatched to the mailbox owning the address it was sent to (envelope
+/// recipients first, then To/Cc, aliases included), else to the account's mailbox; an
+/// account set to `--dispatch mailbox` puts everything into its own.
+#[test]
+fn incoming_mail_is_dispatched_by_the_address_it_was_sent_to() {
+    let d = crate::dovecot::Dovecot::start();
+    d.add_user("shared", DPASS);
+    d.add_user("other", DPASS);
+    let data = tmp();
+    let p = data.path();
+    run_ok(
+        p,
+        &["mailbox", "add", "sales", "--address", "sales@example.org"],
+    );
+    run_ok(
+        p,
+        &[
+            "mailbox",
+            "add",
+            "support",
+            "--address",
+            "support@example.org",
+            "--alias",
+            "help@example.org",
+        ],
+    );
+    run_ok(p, &["mailbox", "add", "catchall"]);
+    for (name, user, dispatch) in [("in", "shared", "address"), ("flat", "other", "mailbox")] {
+        run_ok(
+            p,
+            &[
+                "account",
+                "add",
+                name,
+                "--protocol",
+                "imap",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &d.imap_port.to_string(),
+                "--security",
+                "none",
+                "--user",
+                user,
+                "--password",
+                DPASS,
+                "--mailbox",
+                "catchall",
+                "--dispatch",
+                dispatch,
+            ],
+        );
+    }
+    let m = |id: &str, to: &str, extra: &str| {
+        plain(
+            "c@customer.example",
+            to,
+            id,
+            &format!("{id}@customer.example"),
+            extra,
+        )
+    };
+    d.append(
+        "shared",
+        DPASS,
+        "INBOX",
+        &m("to-sales", "Sales <SALES@example.org>", ""),
+    );
+    d.append(
+        "shared",
+        DPASS,
+        "INBOX",
+        &m(
+            "to-alias",
+            "x@elsewhere.example",
+            "Cc: help@example.org\r\n",
+        ),
+    );
+    d.append(
+        "shared",
+        DPASS,
+        "INBOX",
+        &m(
+            "envelope",
+            "undisclosed-recipients:;",
+            "Delivered-To: support@example.org\r\n",
+        ),
+    );
+    d.append(
+        "shared",
+        DPASS,
+        "INBOX",
+        &m("unknown", "nobody@example.org", ""),
+    );
+    d.append("other", DPASS, "INBOX", &m("flat", "sales@example.org", ""));
+    run_ok(p, &["fetch", "in"]);
+    run_ok(p, &["fetch", "flat"]);
+    let mailboxes: serde_json::Value =
+        serde_json::from_str(&run_ok(p, &["mailbox", "list", "--json"])).unwrap();
+    let id_of = |n: &str| {
+        mailboxes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == n)
+            .unwrap()["id"]
+            .as_u64()
+            .unwrap()
+    };
+    let convs = crate::support::conversations_json(p);
+    let mailbox_of = |subject: &str| {
+        convs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["subject"] == subject)
+            .unwrap_or_else(|| panic!("{subject} in {convs}"))["mailbox"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(mailbox_of("to-sales"), id_of("sales"));
+    assert_eq!(mailbox_of("to-alias"), id_of("support"));
+    assert_eq!(mailbox_of("envelope"), id_of("support"));
+    assert_eq!(mailbox_of("unknown"), id_of("catchall"));
+    assert_eq!(
+        mailbox_of("flat"),
+        id_of("catchall"),
+        "--dispatch mailbox: all into one"
+    );
+}
