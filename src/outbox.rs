@@ -655,6 +655,9 @@ fn send_where(
             })
         })?;
         crate::failpoint::hit("after-outbox-commit");
+        if outcome.is_ok() {
+            sent_copy(ctx, &o);
+        }
     }
     report.next_due = ctx
         .store
@@ -667,6 +670,75 @@ fn send_where(
         })
         .min();
     Ok(report)
+}
+
+/// Copies a sent message to the mailbox's Sent folder, if it names one. A failure is
+/// logged (the message itself went out); the copy is not retried.
+fn sent_copy(ctx: &SenderCtx, o: &OutboxRecord) {
+    let found = ctx.store.read().and_then(|r| {
+        let Some(mb) = r.mailboxes()?.into_iter().find(|m| m.id == o.mailbox) else {
+            return Ok(None);
+        };
+        let Some((acct_id, folder)) = mb.sent_copy else {
+            return Ok(None);
+        };
+        let acct = r.accounts()?.into_iter().find(|a| a.id == acct_id);
+        let bytes = r.raw_bytes(o.raw)?;
+        Ok(acct.zip(bytes).map(|(a, b)| (a, folder, b)))
+    });
+    let (acct, folder, bytes) = match found {
+        Ok(Some(x)) => x,
+        Ok(None) => return,
+        Err(e) => {
+            log::error!(
+                "outbox: cannot read the Sent copy of message {}: {e}",
+                o.msg
+            );
+            return;
+        }
+    };
+    let fctx = crate::fetch::FetchCtx {
+        store: ctx.store.clone(),
+        keys: ctx.keys.clone(),
+        clock: ctx.clock.clone(),
+        waker: pipeline::Waker::detached(),
+        states: Arc::default(),
+    };
+    let result = smol::block_on(crate::fetch::imap::save_sent_copy(
+        &fctx, &acct, &folder, &bytes,
+    ));
+    let (level, text) = match result {
+        Ok(()) => (
+            Level::Info,
+            format!(
+                "message {}: copy saved in {folder:?} of account {:?}",
+                o.msg, acct.name
+            ),
+        ),
+        Err(e) => (
+            Level::Warn,
+            format!(
+                "message {} was sent, but its copy could not be saved in {folder:?}: {e}",
+                o.msg
+            ),
+        ),
+    };
+    if level == Level::Warn {
+        log::warn!("outbox: {text}");
+    }
+    let now = ctx.clock.now_ms();
+    if let Err(e) = ctx.store.write(|tx| {
+        tx.log(&LogEntry {
+            at: now,
+            level,
+            component: "outbox".into(),
+            raw: Some(o.raw),
+            conv: Some(o.conv),
+            text,
+        })
+    }) {
+        log::error!("outbox: {e}");
+    }
 }
 
 fn deliver_one(

@@ -1108,6 +1108,29 @@ impl<'a> Imap<'a> {
         Ok(out)
     }
 
+    /// APPENDs a message we sent to `folder` with `\Seen` (the mailbox's Sent copy),
+    /// creating the folder when it is missing.
+    pub async fn append_seen(&mut self, folder: &str, bytes: &[u8]) -> Result<(), FetchError> {
+        let ep = self.ep.clone();
+        let name = super::mutf7::encode(folder);
+        // Ignore "already exists"; a real problem shows at APPEND.
+        let _ = net::with_timeout(&ep, "creating the folder", self.session.create(&name)).await;
+        net::with_timeout(
+            &ep,
+            "appending the Sent copy",
+            self.session.append(&name, Some("(\\Seen)"), None, bytes),
+        )
+        .await
+        .map_err(|e| self.neterr(e))?
+        .map_err(|e| {
+            self.err(
+                &format!("APPEND to {folder:?}"),
+                e,
+                "Check that the account may create and write that folder",
+            )
+        })
+    }
+
     pub async fn logout(mut self) {
         let ep = self.ep.clone();
         let _ = net::with_timeout(&ep, "logging out", self.session.logout()).await;
@@ -1298,6 +1321,20 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Saves a copy of a sent message in `folder` of the account (with `\Seen`), so the
+/// office's normal mail client shows the whole exchange.
+pub async fn save_sent_copy(
+    ctx: &FetchCtx,
+    acct: &AccountRecord,
+    folder: &str,
+    bytes: &[u8],
+) -> Result<(), FetchError> {
+    let mut imap = Imap::connect(ctx, acct).await?;
+    let result = imap.append_seen(folder, bytes).await;
+    imap.logout().await;
+    result
 }
 
 #[cfg(test)]

@@ -1321,3 +1321,58 @@ fn incoming_mail_is_dispatched_by_the_address_it_was_sent_to() {
         "--dispatch mailbox: all into one"
     );
 }
+
+/// With a Sent folder set, each sent reply is APPENDed there with \Seen, so the office's
+/// mail client shows the whole exchange.
+#[test]
+fn a_sent_reply_is_copied_to_the_dovecot_sent_folder() {
+    let d = crate::dovecot::Dovecot::start();
+    d.add_user("desk", DPASS);
+    let s = Smtpd::start();
+    let data = autoreply_instance(&d, &s, "desk", "support@example.org");
+    let p = data.path();
+    run_ok(
+        p,
+        &[
+            "mailbox",
+            "edit",
+            "desk",
+            "--auto-reply",
+            "off",
+            "--sent-folder",
+            "in:Sent",
+        ],
+    );
+    d.append(
+        "desk",
+        DPASS,
+        "INBOX",
+        &plain(
+            "zoe@customer.example",
+            "support@example.org",
+            "Invoice",
+            "inv1@customer.example",
+            "",
+        ),
+    );
+    run_ok(p, &["fetch", "in"]);
+    let o = reply(p, &["1"], "Here it is.\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sent = s.wait_for(1, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&sent[0].data).into_owned();
+    let our_id = header(&text, "Message-ID")
+        .unwrap()
+        .trim_matches(['<', '>'])
+        .to_owned();
+    assert!(
+        d.folders("desk", DPASS).iter().any(|f| f == "Sent"),
+        "Sent created"
+    );
+    assert_eq!(
+        d.message_ids("desk", DPASS, "Sent"),
+        vec![format!("<{our_id}>")]
+    );
+    let flags = d.flags("desk", DPASS, "Sent");
+    assert!(flags[0].iter().any(|f| f == "\\Seen"), "{flags:?}");
+    assert!(run_ok(p, &["log"]).contains("copy saved in \"Sent\""));
+}
