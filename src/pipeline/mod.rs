@@ -318,6 +318,9 @@ fn process_one(
     }
     let reopened = add_to_conversation(tx, conv_id, &record)?;
     tx.finish_raw(raw, Some(msg_id))?;
+    if p.flags.has(MsgFlags::BOUNCE) {
+        mark_bounced(tx, &p, msg_id, clock)?;
+    }
     // Only mail that just arrived from a mail account is answered: never imported
     // files, never old mail an account brought in when it was added.
     let live = rec
@@ -374,6 +377,53 @@ fn process_one(
         )?;
     }
     Ok(s)
+}
+
+/// A delivery report about mail we sent: the outbox entry of each reported message of
+/// ours is marked failed with the report's text, and the log says so.
+fn mark_bounced(
+    tx: &mut Tx<'_>,
+    p: &Parsed,
+    report: MsgId,
+    clock: &dyn Clock,
+) -> Result<(), StoreError> {
+    let now = clock.now_ms();
+    for id in &p.reported_ids {
+        let Some(ours) = tx.message_by_msgid(id)? else {
+            continue;
+        };
+        let Some(m) = tx.message(ours)? else {
+            continue;
+        };
+        if m.direction != Direction::Out {
+            continue;
+        }
+        for mut o in tx.outbox()?.into_iter().filter(|o| o.msg == ours) {
+            let why = format!(
+                "bounced: the delivery report (message {report}) says: {}",
+                if p.preview.is_empty() {
+                    p.subject.as_str()
+                } else {
+                    p.preview.as_str()
+                }
+            );
+            o.state = crate::model::OutboxState::Failed {
+                at: now,
+                reply: why.clone(),
+            };
+            o.last_error = why.clone();
+            tx.put_outbox(&o)?;
+            log(
+                tx,
+                clock,
+                Level::Error,
+                Some(o.raw),
+                Some(m.conv),
+                format!("message {ours} to {} {why}", o.rcpt_to.join(", ")),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// The mailbox a new conversation belongs to by the address its first message was sent

@@ -1376,3 +1376,46 @@ fn a_sent_reply_is_copied_to_the_dovecot_sent_folder() {
     assert!(flags[0].iter().any(|f| f == "\\Seen"), "{flags:?}");
     assert!(run_ok(p, &["log"]).contains("copy saved in \"Sent\""));
 }
+
+/// A bounce (DSN) that comes back for a reply joins its conversation and marks the reply
+/// failed, with the report's text.
+#[test]
+fn a_bounce_marks_the_reply_failed_on_its_conversation() {
+    let s = Smtpd::start();
+    s.add_user(USER, PASS);
+    let data = setup(&s, "starttls");
+    let d = data.path();
+    let o = reply(d, &["1"], "This will bounce.\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sent = s.wait_for(1, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&sent[0].data).into_owned();
+    let our_id = header(&text, "Message-ID").unwrap().to_owned();
+    let dsn = format!(
+        "From: Mail Delivery System <MAILER-DAEMON@mx.customer.example>\r\nTo: support@example.org\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn1@mx.customer.example>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\nUser unknown: zoe@customer.example does not exist here.\r\n\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.customer.example\r\n\r\n\
+         Final-Recipient: rfc822; zoe@customer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n\
+         --B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: support@example.org\r\nMessage-ID: {our_id}\r\n\
+         Subject: Re: Printer jams [#1]\r\n\r\n--B--\r\n"
+    );
+    let path = crate::support::write_file(d, "dsn.eml", dsn.as_bytes());
+    run_ok(d, &["import", &path.to_string_lossy()]);
+    let convs = crate::support::conversations_json(d);
+    assert_eq!(
+        convs.as_array().unwrap().len(),
+        1,
+        "the bounce joined: {convs}"
+    );
+    let conv = run_ok(d, &["conversation", "1"]);
+    assert!(
+        conv.contains("outbox: FAILED") && conv.contains("bounced"),
+        "{conv}"
+    );
+    assert!(conv.contains("User unknown"), "{conv}");
+    let ob = outbox(d);
+    assert_eq!(ob[0]["state"], "failed");
+    // The bounce does not reopen anything or get an answer.
+    assert_eq!(s.received().len(), 1);
+}
