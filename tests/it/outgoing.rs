@@ -1419,3 +1419,132 @@ fn a_bounce_marks_the_reply_failed_on_its_conversation() {
     // The bounce does not reopen anything or get an answer.
     assert_eq!(s.received().len(), 1);
 }
+
+/// The header-injection matrix end to end: CR, LF, NUL and encoded-word tricks in names,
+/// subjects and addresses either are refused before anything is queued, or travel as
+/// inert text: the relay's transcript shows exactly one MAIL, one RCPT per recipient
+/// and one DATA, and the message has no header nobody asked for.
+#[test]
+fn header_injection_never_yields_an_extra_header_or_smtp_command() {
+    let s = Smtpd::start();
+    s.add_user(USER, PASS);
+    let data = setup(&s, "starttls");
+    let d = data.path();
+    let refused: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "mailbox",
+                "edit",
+                "support",
+                "--name",
+                "Support\rBcc: x@evil.example",
+            ],
+            "carriage return",
+        ),
+        (
+            vec![
+                "mailbox",
+                "edit",
+                "support",
+                "--name",
+                "Support\nBcc: x@evil.example",
+            ],
+            "line feed",
+        ),
+        (
+            vec![
+                "mailbox",
+                "edit",
+                "support",
+                "--alias",
+                "a@example.org>\r\nRCPT TO:<x@evil.example",
+            ],
+            "carriage return",
+        ),
+        (
+            vec![
+                "mailbox",
+                "edit",
+                "support",
+                "--bcc",
+                "a@example.org,x@evil.example",
+            ],
+            "commas",
+        ),
+    ];
+    for (args, why) in refused {
+        let o = run(d, &args);
+        assert!(!o.status.success(), "{args:?} accepted");
+        assert!(stderr(&o).contains(why), "{args:?}: {}", stderr(&o));
+    }
+    for (flag, value) in [
+        ("--to", "x@evil.example\r\nBcc: y@evil.example"),
+        ("--to", "x@evil.example>\nRCPT TO:<y@evil.example"),
+        ("--from", "support@example.org\r\nBcc: y@evil.example"),
+    ] {
+        let o = reply(d, &["1", flag, value], "x\n");
+        assert!(!o.status.success(), "{flag} {value:?} accepted");
+    }
+    // NUL cannot travel in a command line; it can in a file.
+    let sig = crate::support::write_file(d, "sig.txt", b"Support\0Team");
+    let o = run(
+        d,
+        &[
+            "mailbox",
+            "edit",
+            "support",
+            "--signature-file",
+            &sig.to_string_lossy(),
+        ],
+    );
+    assert!(stderr(&o).contains("NUL"), "{}", stderr(&o));
+    assert!(
+        outbox(d).is_empty(),
+        "nothing was queued by the refused attempts"
+    );
+    // What is allowed is inert: an encoded word that decodes to CRLF + Bcc stays text.
+    run_ok(
+        d,
+        &[
+            "mailbox",
+            "edit",
+            "support",
+            "--name",
+            "=?utf-8?q?Support=0D=0ABcc:_x@evil.example?=",
+        ],
+    );
+    let o = reply(
+        d,
+        &["1"],
+        "Hello.\r\n.\r\nRCPT TO:<x@evil.example>\r\nA line with a lone dot above.\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = s.wait_for(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpt_tos, vec!["zoe@customer.example".to_owned()]);
+    let text = String::from_utf8_lossy(&got[0].data).into_owned();
+    let head = text.split("\r\n\r\n").next().unwrap();
+    assert!(!head.to_ascii_lowercase().contains("\r\nbcc:"), "{head}");
+    assert!(
+        text.contains("RCPT TO:<x@evil.example>"),
+        "the body line arrived as text"
+    );
+    let t = s.transcript();
+    let commands: Vec<&str> = t
+        .lines()
+        .filter_map(|l| l.split_once("C: ").map(|(_, c)| c))
+        .filter(|c| {
+            let u = c.to_ascii_uppercase();
+            u.starts_with("MAIL") || u.starts_with("RCPT") || u.starts_with("DATA")
+        })
+        .collect();
+    assert_eq!(
+        commands,
+        vec![
+            "MAIL FROM:<support@example.org>",
+            "RCPT TO:<zoe@customer.example>",
+            "DATA"
+        ],
+        "transcript:\n{t}"
+    );
+}
