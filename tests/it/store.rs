@@ -35,15 +35,65 @@ fn fill_fixture(data: &Path) {
         &mut |_| {},
     )
     .unwrap();
+    // Since version 3: an SMTP server and a mailbox with addresses (format 2).
+    let keys = dir.keyring().unwrap();
+    dir.store
+        .write(|tx| {
+            let relay = postroom::smtp::servers::add(
+                tx,
+                &keys,
+                &postroom::smtp::servers::SmtpInput {
+                    name: Some("relay".into()),
+                    host: Some("smtp.example.org".into()),
+                    auth: Some("none".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            postroom::mailboxes::add(
+                tx,
+                &postroom::mailboxes::MailboxInput {
+                    name: Some("Support".into()),
+                    address: Some("support@example.org".into()),
+                    add_aliases: vec!["help@example.org".into()],
+                    smtp: Some(relay.name),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            Ok::<_, postroom::store::StoreError>(())
+        })
+        .unwrap();
 }
 
 #[test]
-fn schema_v1_fixture_still_opens_and_reads() {
+fn every_schema_fixture_still_opens_and_reads() {
+    for v in 1..=SCHEMA_VERSION {
+        fixture_opens_and_reads(v);
+    }
+}
+
+fn fixture_opens_and_reads(version: u32) {
     let t = tmp();
     let copy = t.path().join("store.redb");
-    std::fs::copy(fixture_dir().join("store-v1.redb"), &copy)
-        .expect("tests/fixtures/store-v1.redb is committed");
+    let name = format!("store-v{version}.redb");
+    std::fs::copy(fixture_dir().join(&name), &copy)
+        .unwrap_or_else(|e| panic!("tests/fixtures/{name} is committed: {e}"));
     let store = Store::open(&copy, &StoreOptions::default()).unwrap();
+    if version >= 3 {
+        let r = store.read().unwrap();
+        let smtp = r.smtp_servers().unwrap();
+        assert_eq!(smtp[0].name, "relay");
+        let support = r
+            .mailboxes()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "Support")
+            .unwrap();
+        assert_eq!(support.address.as_deref(), Some("support@example.org"));
+        assert_eq!(support.aliases[0].address, "help@example.org");
+        assert_eq!(support.smtp, Some(smtp[0].id));
+    }
     let r = store.read().unwrap();
     assert_eq!(
         r.schema_version().unwrap(),
