@@ -104,6 +104,63 @@ pub(crate) fn valid_host(h: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'))
 }
 
+/// A record name (account, SMTP server): 1 to 64 characters, no '/' or controls, and
+/// not taken by another record of the same `kind` (`taken`).
+pub(crate) fn check_name(kind: &str, n: &str, taken: bool) -> Result<String, String> {
+    let n = n.trim();
+    if n.is_empty() || n.len() > 64 || n.chars().any(|c| c.is_control() || c == '/') {
+        return Err(format!(
+            "{n:?} is not usable: 1 to 64 characters, no '/' or control characters"
+        ));
+    }
+    if taken {
+        return Err(format!(
+            "{kind} named {n:?} already exists; choose another name"
+        ));
+    }
+    Ok(n.to_owned())
+}
+
+pub(crate) fn parse_security(s: &str) -> Result<Security, String> {
+    Security::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a security mode; use none, starttls or tls"))
+}
+
+pub(crate) fn check_host(h: &str) -> Result<String, String> {
+    let h = h.trim();
+    if valid_host(h) {
+        Ok(h.to_owned())
+    } else {
+        Err(format!("{h:?} is not a host name or IP address"))
+    }
+}
+
+pub(crate) fn check_port(p: u32) -> Result<u16, String> {
+    u16::try_from(p)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{p} is not a port (1-65535)"))
+}
+
+pub(crate) fn check_password(p: &Secret) -> Result<(), String> {
+    if p.expose().contains(['\r', '\n', '\0']) {
+        return Err("must not contain line breaks or NUL characters".into());
+    }
+    Ok(())
+}
+
+/// A certificate pin as typed: "" removes it.
+pub(crate) fn parse_pin(pin: &str) -> Result<Option<[u8; 32]>, String> {
+    if pin.trim().is_empty() {
+        return Ok(None);
+    }
+    Fingerprint::parse(pin.trim())
+        .map(|fp| Some(fp.0))
+        .ok_or_else(|| {
+            format!("{pin:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)")
+        })
+}
+
 /// Applies `input` over `base` (an existing account, or defaults for a new one) and
 /// checks every field; all problems are reported at once.
 fn merge(
@@ -116,22 +173,12 @@ fn merge(
     let mut err = |field: &'static str, message: String| errs.push(FieldError { field, message });
     let mut a = base.clone();
     if let Some(n) = &input.name {
-        let n = n.trim();
-        if n.is_empty() || n.len() > 64 || n.chars().any(|c| c.is_control() || c == '/') {
-            err(
-                "name",
-                format!("{n:?} is not usable: 1 to 64 characters, no '/' or control characters"),
-            );
-        } else if others
+        let taken = others
             .iter()
-            .any(|o| o.id != a.id && o.name.eq_ignore_ascii_case(n))
-        {
-            err(
-                "name",
-                format!("an account named {n:?} already exists; choose another name"),
-            );
-        } else {
-            a.name = n.to_owned();
+            .any(|o| o.id != a.id && o.name.eq_ignore_ascii_case(n.trim()));
+        match check_name("an account", n, taken) {
+            Ok(n) => a.name = n,
+            Err(m) => err("name", m),
         }
     } else if is_new {
         err("name", "is required".into());
@@ -146,27 +193,22 @@ fn merge(
         }
     }
     if let Some(s) = &input.security {
-        match Security::parse(s) {
-            Some(s) => a.security = s,
-            None => err(
-                "security",
-                format!("{s:?} is not a security mode; use none, starttls or tls"),
-            ),
+        match parse_security(s) {
+            Ok(s) => a.security = s,
+            Err(m) => err("security", m),
         }
     }
     if let Some(h) = &input.host {
-        let h = h.trim();
-        if valid_host(h) {
-            a.host = h.to_owned();
-        } else {
-            err("host", format!("{h:?} is not a host name or IP address"));
+        match check_host(h) {
+            Ok(h) => a.host = h,
+            Err(m) => err("host", m),
         }
     } else if is_new {
         err("host", "is required (e.g. imap.example.com)".into());
     }
-    match input.port {
-        Some(p) if (1..=65535).contains(&p) => a.port = p as u16,
-        Some(p) => err("port", format!("{p} is not a port (1-65535)")),
+    match input.port.map(check_port) {
+        Some(Ok(p)) => a.port = p,
+        Some(Err(m)) => err("port", m),
         // No port given: a port that was the default keeps following the defaults.
         None if is_new || a.port == default_port(base.protocol, base.security) => {
             a.port = default_port(a.protocol, a.security);
@@ -186,11 +228,8 @@ fn merge(
         err("username", "is required".into());
     }
     if let Some(p) = &input.password {
-        if p.expose().contains(['\r', '\n', '\0']) {
-            err(
-                "password",
-                "must not contain line breaks or NUL characters".into(),
-            );
+        if let Err(m) = check_password(p) {
+            err("password", m);
         }
     } else if is_new {
         err(
@@ -250,16 +289,9 @@ fn merge(
         a.only_new = o;
     }
     if let Some(pin) = &input.pinned_cert {
-        if pin.trim().is_empty() {
-            a.pinned_cert = None;
-        } else {
-            match Fingerprint::parse(pin.trim()) {
-                Some(fp) => a.pinned_cert = Some(fp.0),
-                None => err(
-                    "pinned_cert",
-                    format!("{pin:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"),
-                ),
-            }
+        match parse_pin(pin) {
+            Ok(p) => a.pinned_cert = p,
+            Err(m) => err("pinned_cert", m),
         }
     }
     if let Some(p) = input.poll_secs {

@@ -4,9 +4,11 @@
 //! Owns: the rules for SMTP server settings (the CLI now, the admin page later).
 //! Must not: connect anywhere (`smtp::deliver` does), or keep a password in clear.
 
-use crate::accounts::{FieldError, valid_host};
+use crate::accounts::{
+    FieldError, check_host, check_name, check_password, check_port, parse_pin, parse_security,
+    valid_host,
+};
 use crate::model::{Security, SmtpAuth, SmtpId, SmtpRecord};
-use crate::net::Fingerprint;
 use crate::secret::{Keyring, Secret, SecretError};
 use crate::store::{StoreError, Tx};
 use std::fmt;
@@ -120,48 +122,33 @@ fn merge(
     let mut err = |field: &'static str, message: String| errs.push(FieldError { field, message });
     let mut s = base.clone();
     if let Some(n) = &input.name {
-        let n = n.trim();
-        if n.is_empty() || n.len() > 64 || n.chars().any(|c| c.is_control() || c == '/') {
-            err(
-                "name",
-                format!("{n:?} is not usable: 1 to 64 characters, no '/' or control characters"),
-            );
-        } else if others
+        let taken = others
             .iter()
-            .any(|o| o.id != s.id && o.name.eq_ignore_ascii_case(n))
-        {
-            err(
-                "name",
-                format!("an SMTP server named {n:?} already exists; choose another name"),
-            );
-        } else {
-            s.name = n.to_owned();
+            .any(|o| o.id != s.id && o.name.eq_ignore_ascii_case(n.trim()));
+        match check_name("an SMTP server", n, taken) {
+            Ok(n) => s.name = n,
+            Err(m) => err("name", m),
         }
     } else if is_new {
         err("name", "is required".into());
     }
     if let Some(x) = &input.security {
-        match Security::parse(x) {
-            Some(x) => s.security = x,
-            None => err(
-                "security",
-                format!("{x:?} is not a security mode; use none, starttls or tls"),
-            ),
+        match parse_security(x) {
+            Ok(x) => s.security = x,
+            Err(m) => err("security", m),
         }
     }
     if let Some(h) = &input.host {
-        let h = h.trim();
-        if valid_host(h) {
-            s.host = h.to_owned();
-        } else {
-            err("host", format!("{h:?} is not a host name or IP address"));
+        match check_host(h) {
+            Ok(h) => s.host = h,
+            Err(m) => err("host", m),
         }
     } else if is_new {
         err("host", "is required (e.g. smtp.example.com)".into());
     }
-    match input.port {
-        Some(p) if (1..=65535).contains(&p) => s.port = p as u16,
-        Some(p) => err("port", format!("{p} is not a port (1-65535)")),
+    match input.port.map(check_port) {
+        Some(Ok(p)) => s.port = p,
+        Some(Err(m)) => err("port", m),
         None if is_new || s.port == default_port(base.security) => {
             s.port = default_port(s.security);
         }
@@ -184,12 +171,9 @@ fn merge(
         }
     }
     if let Some(p) = &input.password
-        && p.expose().contains(['\r', '\n', '\0'])
+        && let Err(m) = check_password(p)
     {
-        err(
-            "password",
-            "must not contain line breaks or NUL characters".into(),
-        );
+        err("password", m);
     }
     if s.auth != SmtpAuth::None {
         if s.username.is_empty() {
@@ -214,16 +198,9 @@ fn merge(
         }
     }
     if let Some(pin) = &input.pinned_cert {
-        if pin.trim().is_empty() {
-            s.pinned_cert = None;
-        } else {
-            match Fingerprint::parse(pin.trim()) {
-                Some(fp) => s.pinned_cert = Some(fp.0),
-                None => err(
-                    "pinned_cert",
-                    format!("{pin:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"),
-                ),
-            }
+        match parse_pin(pin) {
+            Ok(p) => s.pinned_cert = p,
+            Err(m) => err("pinned_cert", m),
         }
     }
     if errs.is_empty() { Ok(s) } else { Err(errs) }
