@@ -2,7 +2,8 @@
 //! executor that runs intake.
 //!
 //! Owns: listening, routing requests to handlers, response headers common to every
-//! answer, and `/healthz` (no login: store, pipeline backlog, every account's state).
+//! answer, and `/healthz` (no login: store, pipeline backlog, every account's state,
+//! the outbox's queued/failed/sent counts).
 //! Must not: block on the network or the mail servers (handlers read the store and the
 //! shared state only), or talk IMAP/POP3/SMTP itself.
 
@@ -172,12 +173,24 @@ fn route(ctx: &WebCtx, method: &tiny_http::Method, path: &str) -> Reply {
 
 /// `/healthz`: 200 with `"status": "ok"` when the store answers and no account is in
 /// error, 200 with `"degraded"` when an account is failing (mail is still safe, intake
-/// of that account waits), 503 when the store cannot be read.
+/// of that account waits), 503 when the store cannot be read. The outbox counts show
+/// mail waiting to be sent and mail that failed for good.
 fn healthz(ctx: &WebCtx) -> Reply {
-    let store = ctx
-        .store
-        .read()
-        .and_then(|r| Ok((r.pending_count()?, r.message_count()?)));
+    let store = ctx.store.read().and_then(|r| {
+        let (mut queued, mut failed, mut sent) = (0u64, 0u64, 0u64);
+        for o in r.outbox()? {
+            match o.state {
+                crate::model::OutboxState::Queued { .. } => queued += 1,
+                crate::model::OutboxState::Failed { .. } => failed += 1,
+                crate::model::OutboxState::Sent { .. } => sent += 1,
+            }
+        }
+        Ok((
+            r.pending_count()?,
+            r.message_count()?,
+            (queued, failed, sent),
+        ))
+    });
     let states: Vec<(String, AccountState)> = ctx
         .states
         .lock()
@@ -199,7 +212,7 @@ fn healthz(ctx: &WebCtx) -> Reply {
         .collect();
     let uptime = ctx.started.elapsed().as_secs();
     match store {
-        Ok((pending, messages)) => Reply::json(
+        Ok((pending, messages, (queued, failed, sent))) => Reply::json(
             200,
             &serde_json::json!({
                 "status": if failing == 0 { "ok" } else { "degraded" },
@@ -207,6 +220,7 @@ fn healthz(ctx: &WebCtx) -> Reply {
                 "uptime_secs": uptime,
                 "store": { "ok": true, "messages": messages, "pipeline_pending": pending },
                 "fetchers": fetchers,
+                "outbox": { "queued": queued, "failed": failed, "sent": sent },
             }),
         ),
         Err(e) => Reply::json(

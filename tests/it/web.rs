@@ -1,5 +1,6 @@
 //! The web server as a client sees it: `/healthz` (no login) reports the store, the
-//! pipeline backlog and each account's state; unknown paths and methods are refused.
+//! pipeline backlog, each account's state and the outbox; unknown paths and methods are
+//! refused.
 
 use crate::support::{Serve, http, run_ok, tmp, web_port, write_file};
 use std::time::{Duration, Instant};
@@ -24,14 +25,52 @@ fn healthz_reports_the_store_and_a_failing_account() {
             &write_file(t.path(), "m.eml", MAIL).to_string_lossy(),
         ],
     );
+    // A reply waiting for a relay that is not there: the outbox shows one queued.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    run_ok(
+        &data,
+        &[
+            "smtp",
+            "add",
+            "relay",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &dead_port,
+            "--security",
+            "none",
+            "--auth",
+            "none",
+        ],
+    );
+    run_ok(
+        &data,
+        &[
+            "mailbox",
+            "edit",
+            "Inbox",
+            "--address",
+            "support@helpdesk.example",
+            "--smtp",
+            "relay",
+        ],
+    );
+    let reply = crate::support::cmd(&data, &["reply", "1", "--body", "On its way."])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&reply.stdout).contains("not sent yet"));
     let mut serve = Serve::start(&data, &[]);
     let port = web_port(&serve.wait_for("ready", Duration::from_secs(30)));
     let (status, h) = healthz(port);
     assert_eq!(status, 200, "{h}");
     assert_eq!(h["status"], "ok");
     assert_eq!(h["store"]["ok"], true);
-    assert_eq!(h["store"]["messages"], 1);
+    assert_eq!(h["store"]["messages"], 2, "the mail and the reply");
     assert_eq!(h["fetchers"].as_array().unwrap().len(), 0);
+    assert_eq!(h["outbox"]["queued"], 1);
+    assert_eq!(h["outbox"]["failed"], 0);
     // An account whose server is not there: the service stays up, health says degraded
     // and names the account with the error.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
