@@ -118,6 +118,7 @@ impl DataDir {
             b.create(path).map_err(dd)?;
             log::info!("created data directory {}", path.display());
         }
+        refuse_foreign_dir(path)?;
         let mut lock = OpenOptions::new()
             .read(true)
             .write(true)
@@ -185,6 +186,35 @@ impl DataDir {
             states: Arc::default(),
         })
     }
+}
+
+/// This process's effective user id, from `/proc/self/status` (no unsafe libc call).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// root opening a data dir that belongs to another user (the service's) would leave
+/// root-owned files in it that the service can no longer open: refused, with what to do.
+fn refuse_foreign_dir(path: &Path) -> Result<(), AppError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    if effective_uid() == Some(0) && meta.uid() != 0 {
+        return Err(AppError::DataDir {
+            path: path.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "it belongs to user id {}, and files root wrote there would lock that user out.                      Run the command as its owner (sudo -u postroom postroom ...), or start the                      service (systemctl start postroom): commands then run inside it",
+                    meta.uid()
+                ),
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Drops communication-log entries older than the retention setting.

@@ -176,7 +176,36 @@ impl Settings {
 
 /// Where the data lives: `--data`/`POSTROOM_DATA` if given, else `$XDG_DATA_HOME/postroom`,
 /// else `~/.local/share/postroom`, else `./postroom-data`.
+/// The settings file of the installed package (`image/build-deb`).
+pub const ETC_DEFAULT: &str = "/etc/default/postroom";
+/// The package's data directory when its settings file names none.
+pub const PACKAGE_DATA_DIR: &str = "/var/lib/postroom";
+
+/// The data dir an installed package uses, from the text of `/etc/default/postroom`:
+/// its `POSTROOM_DATA=` line, else the package default.
+pub fn package_data_dir(etc_default: &str) -> PathBuf {
+    etc_default
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix("POSTROOM_DATA="))
+        .map(|v| v.trim().trim_matches(['"', '\'']))
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(PACKAGE_DATA_DIR))
+}
+
+/// Where the data lives when neither `--data` nor `POSTROOM_DATA` says: the installed
+/// package's directory when the package is installed (so `postroom account list` on
+/// the appliance talks to its service), else the user's data dir.
 pub fn default_data_dir() -> PathBuf {
+    if let Ok(text) = std::fs::read_to_string(ETC_DEFAULT) {
+        return package_data_dir(&text);
+    }
+    user_data_dir()
+}
+
+fn user_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("postroom");
     }
@@ -189,6 +218,20 @@ pub fn default_data_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_package_settings_file_names_the_data_dir() {
+        let made_by_postinst =
+            "# Where the store ...\n#POSTROOM_DATA=/var/lib/postroom\n#RUST_LOG=info\n";
+        assert_eq!(
+            package_data_dir(made_by_postinst),
+            PathBuf::from("/var/lib/postroom")
+        );
+        assert_eq!(
+            package_data_dir("RUST_LOG=debug\n POSTROOM_DATA=\"/srv/postroom\"\n"),
+            PathBuf::from("/srv/postroom")
+        );
+    }
 
     #[test]
     fn retention_is_validated() {

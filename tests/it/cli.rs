@@ -325,3 +325,43 @@ fn a_stale_socket_after_a_kill_is_harmless() {
     run_ok(t.path(), &["conversations"]);
     again.stop();
 }
+
+/// root opening a data dir that belongs to the service's user would leave root-owned
+/// files behind that lock the service out: refused, saying what to do. A user opening
+/// their own data dir is not affected. (As a normal user only the second half can run:
+/// chown needs root.)
+#[test]
+fn root_is_refused_a_data_dir_that_belongs_to_another_user() {
+    let t = tmp();
+    let data = t.path().join("data");
+    run_ok(&data, &["conversations"]);
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        .unwrap();
+    if !root {
+        return;
+    }
+    let ok = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = run(&data, &["conversations"]);
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("belongs to user id 65534") && err.contains("sudo -u postroom"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(&data).unwrap().all(|e| {
+            use std::os::unix::fs::MetadataExt;
+            e.unwrap().metadata().unwrap().uid() == 65534
+        }),
+        "root wrote nothing into it"
+    );
+}
