@@ -645,14 +645,7 @@ fn send_where(
         }
         ctx.store.write(|tx| {
             tx.put_outbox(&next)?;
-            tx.log(&LogEntry {
-                at: now,
-                level,
-                component: "outbox".into(),
-                raw: Some(o.raw),
-                conv: Some(o.conv),
-                text,
-            })
+            tx.log(&log_entry(&o, now, level, text))
         })?;
         crate::failpoint::hit("after-outbox-commit");
         if outcome.is_ok() {
@@ -670,6 +663,18 @@ fn send_where(
         })
         .min();
     Ok(report)
+}
+
+/// A communication-log line about an outbox entry.
+fn log_entry(o: &OutboxRecord, at: i64, level: Level, text: String) -> LogEntry {
+    LogEntry {
+        at,
+        level,
+        component: "outbox".into(),
+        raw: Some(o.raw),
+        conv: Some(o.conv),
+        text,
+    }
 }
 
 /// Copies a sent message to the mailbox's Sent folder, if it names one. A failure is
@@ -727,16 +732,10 @@ fn sent_copy(ctx: &SenderCtx, o: &OutboxRecord) {
         log::warn!("outbox: {text}");
     }
     let now = ctx.clock.now_ms();
-    if let Err(e) = ctx.store.write(|tx| {
-        tx.log(&LogEntry {
-            at: now,
-            level,
-            component: "outbox".into(),
-            raw: Some(o.raw),
-            conv: Some(o.conv),
-            text,
-        })
-    }) {
+    if let Err(e) = ctx
+        .store
+        .write(|tx| tx.log(&log_entry(o, now, level, text)))
+    {
         log::error!("outbox: {e}");
     }
 }

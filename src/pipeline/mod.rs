@@ -568,6 +568,50 @@ pub fn record_own(
     direction: Direction,
     clock: &dyn Clock,
 ) -> Result<MessageRecord, StoreError> {
+    let m = put_own(tx, conv, raw, p, direction, clock)?;
+    tx.finish_raw(raw, Some(m.id))?;
+    Ok(m)
+}
+
+/// Records a message we sent without its bytes (tests of threading against our own
+/// Message-IDs): answers to it thread by its Message-ID.
+pub fn record_sent(
+    tx: &mut Tx<'_>,
+    conv: ConvId,
+    message_id: &str,
+    subject: &str,
+    from: Addr,
+    to: Vec<Addr>,
+    date: i64,
+) -> Result<MsgId, StoreError> {
+    let p = Parsed {
+        message_id: Some(message_id.to_owned()),
+        subject: subject.to_owned(),
+        from: Some(from),
+        to,
+        date: Some(date),
+        ..Parsed::default()
+    };
+    Ok(put_own(
+        tx,
+        conv,
+        RawId(0),
+        &p,
+        Direction::Out,
+        &crate::model::FixedClock(date * 1000),
+    )?
+    .id)
+}
+
+/// The message record of our own message, linked, indexed and counted on `conv`.
+fn put_own(
+    tx: &mut Tx<'_>,
+    conv: ConvId,
+    raw: RawId,
+    p: &Parsed,
+    direction: Direction,
+    clock: &dyn Clock,
+) -> Result<MessageRecord, StoreError> {
     let conv = resolve(tx, conv)?.ok_or(StoreError::NotFound {
         what: "conversation",
         id: conv.0,
@@ -598,50 +642,7 @@ pub fn record_own(
         tx.index_msgid(mid, id)?;
     }
     add_to_conversation(tx, conv, &m)?;
-    tx.finish_raw(raw, Some(id))?;
     Ok(m)
-}
-
-/// Records a message we sent (a reply, an auto-reply) so that answers to it thread by
-/// its Message-ID. The outbox calls this in the transaction that queues the mail.
-pub fn record_sent(
-    tx: &mut Tx<'_>,
-    conv: ConvId,
-    message_id: &str,
-    subject: &str,
-    from: Addr,
-    to: Vec<Addr>,
-    date: i64,
-) -> Result<MsgId, StoreError> {
-    let conv = resolve(tx, conv)?.ok_or(StoreError::NotFound {
-        what: "conversation",
-        id: conv.0,
-    })?;
-    let id = MsgId(tx.next_id("msg")?);
-    let m = MessageRecord {
-        id,
-        conv,
-        raw: RawId(0),
-        also_raw: Vec::new(),
-        direction: Direction::Out,
-        message_id: Some(message_id.to_owned()),
-        in_reply_to: Vec::new(),
-        references: Vec::new(),
-        subject: subject.to_owned(),
-        from: Some(from),
-        to,
-        cc: Vec::new(),
-        date,
-        flags: MsgFlags::default(),
-        attachments: 0,
-        preview: String::new(),
-        warnings: Vec::new(),
-    };
-    tx.put_message(&m)?;
-    tx.link(conv, id)?;
-    tx.index_msgid(message_id, id)?;
-    add_to_conversation(tx, conv, &m)?;
-    Ok(id)
 }
 
 /// Wakes the pipeline worker after commit 1 (cheap; wakes coalesce).
