@@ -320,12 +320,17 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
             "postroom: ready (data dir {}, {n} accounts, web on http://{web_addr}/); stop with Ctrl-C or SIGTERM",
             dir.path.display()
         );
+        // Control connections in flight; cancelled at shutdown (see below).
+        let conns = std::cell::RefCell::new(Vec::<smol::Task<()>>::new());
         let accept = async {
             loop {
                 match control.accept().await {
                     Ok((conn, _)) => {
                         let (dir, service, fleet) = (dir.clone(), service.clone(), fleet.clone());
-                        ex.spawn(control_conn(conn, dir, service, fleet)).detach();
+                        let task = ex.spawn(control_conn(conn, dir, service, fleet));
+                        let mut c = conns.borrow_mut();
+                        c.retain(|t| !t.is_finished());
+                        c.push(task);
                     }
                     Err(e) => {
                         log::error!("control socket: {e}");
@@ -346,6 +351,14 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
         };
         accept.or(signal).await;
         let _ = std::fs::remove_file(crate::control::socket_path(&dir.path));
+        // A connection still working (say, restarting accounts after its command) holds
+        // the fleet, which holds the executor, which holds the connection: left to the
+        // executor's drop, that cycle would keep a pipeline waker alive for ever and the
+        // shutdown would hang. Cancelling them here drops what they hold.
+        let in_flight: Vec<smol::Task<()>> = conns.borrow_mut().drain(..).collect();
+        for t in in_flight {
+            t.cancel().await;
+        }
         fleet.lock().await.stop_all().await;
         drop(outbox_stop);
         sender.await;

@@ -365,3 +365,31 @@ fn root_is_refused_a_data_dir_that_belongs_to_another_user() {
         "root wrote nothing into it"
     );
 }
+
+/// SIGTERM while control connections are still open (one that never sent its command,
+/// one right after a command while it still brings the account tasks in line) stops the
+/// service cleanly and promptly, every time.
+#[test]
+fn serve_stops_promptly_with_control_connections_in_flight() {
+    let t = tmp();
+    for round in 0..5 {
+        let mut serve = crate::support::Serve::start(t.path(), &[]);
+        serve.wait_for("ready", std::time::Duration::from_secs(30));
+        let _idle =
+            std::os::unix::net::UnixStream::connect(t.path().join("postroom.sock")).unwrap();
+        run_ok(t.path(), &["account", "list"]);
+        signal(&serve.child, "-TERM");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = serve.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "round {round}: serve did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(status.success(), "round {round}: {status}");
+    }
+}
