@@ -26,12 +26,31 @@ pub struct WebCtx {
     pub started: Instant,
 }
 
+/// Real client addresses of connections the HTTPS front made to the internal listener:
+/// `local port of the front's connection -> the browser's address`. The front inserts
+/// before it forwards a byte and removes when the connection ends.
+pub type PeerMap = Arc<Mutex<std::collections::HashMap<u16, SocketAddr>>>;
+
+/// Where a request came from, as the handlers see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    /// The browser's address (through the HTTPS front: the real one, not loopback).
+    pub addr: Option<SocketAddr>,
+    /// The request arrived over HTTPS (the TLS front), so cookies get `Secure`.
+    pub https: bool,
+}
+
 /// A running web server; `stop` ends its threads.
 pub struct Web {
-    server: Arc<tiny_http::Server>,
+    servers: Vec<Arc<tiny_http::Server>>,
     threads: Vec<JoinHandle<()>>,
     /// The address actually bound (port 0 picks a free one).
     pub addr: SocketAddr,
+    /// The loopback listener only the HTTPS front connects to; every request on it is
+    /// an HTTPS request.
+    pub tls_backend: SocketAddr,
+    /// The front records each connection's real peer here.
+    pub peers: PeerMap,
 }
 
 /// Why the web server could not start.
@@ -69,36 +88,69 @@ impl Web {
             .server_addr()
             .to_ip()
             .ok_or_else(|| err("no IP address bound".into()))?;
-        let server = Arc::new(server);
-        let threads = (0..workers.max(1))
-            .map(|i| {
-                let (server, ctx) = (server.clone(), ctx.clone());
-                std::thread::Builder::new()
-                    .name(format!("web-{i}"))
+        let backend = tiny_http::Server::http("127.0.0.1:0").map_err(|e| err(e.to_string()))?;
+        let tls_backend = backend
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| err("no IP address bound".into()))?;
+        let peers = PeerMap::default();
+        let servers = [Arc::new(server), Arc::new(backend)];
+        let mut threads = Vec::new();
+        for (n, server) in servers.iter().enumerate() {
+            let https = n == 1;
+            // The HTTPS side gets fewer threads: browsers there are the same people.
+            let count = if https { workers.div_ceil(2) } else { workers };
+            for i in 0..count.max(1) {
+                let (server, ctx, peers) = (server.clone(), ctx.clone(), peers.clone());
+                let t = std::thread::Builder::new()
+                    .name(format!("web-{}{i}", if https { "s" } else { "" }))
                     .spawn(move || {
                         for req in server.incoming_requests() {
-                            respond(&ctx, req);
+                            let peer = peer_of(&req, https, &peers);
+                            respond(&ctx, req, peer);
                         }
                     })
-                    .map_err(|e| err(format!("cannot start a thread: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+                    .map_err(|e| err(format!("cannot start a thread: {e}")))?;
+                threads.push(t);
+            }
+        }
         log::info!("web: listening on http://{addr}/");
         Ok(Web {
-            server,
+            servers: servers.to_vec(),
             threads,
             addr,
+            tls_backend,
+            peers,
         })
     }
 
     /// Stops accepting, lets each thread finish its request, and joins them.
     pub fn stop(self) {
         for _ in &self.threads {
-            self.server.unblock();
+            for s in &self.servers {
+                s.unblock();
+            }
         }
         for t in self.threads {
             let _ = t.join();
         }
+    }
+}
+
+/// Who sent `req`: on the internal HTTPS listener the front's map gives the browser's
+/// real address (None for a loopback connection the front did not make).
+fn peer_of(req: &tiny_http::Request, https: bool, peers: &PeerMap) -> Peer {
+    let direct = req.remote_addr().copied();
+    if !https {
+        return Peer {
+            addr: direct,
+            https: false,
+        };
+    }
+    let real = direct.and_then(|a| peers.lock().ok()?.get(&a.port()).copied());
+    Peer {
+        addr: real,
+        https: true,
     }
 }
 
@@ -127,7 +179,7 @@ impl Reply {
     }
 }
 
-fn respond(ctx: &WebCtx, req: tiny_http::Request) {
+fn respond(ctx: &WebCtx, req: tiny_http::Request, _peer: Peer) {
     let started = Instant::now();
     let method = req.method().to_string();
     let url = req.url().to_owned();
