@@ -261,16 +261,16 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
         path: crate::control::socket_path(&dir.path),
         source,
     })?;
-    let web = crate::web::Web::start(
-        listen,
-        crate::web::WebCtx {
-            store: dir.store.clone(),
-            states: ctx.states.clone(),
-            started: std::time::Instant::now(),
-        },
-        4,
-    )
-    .map_err(AppError::Web)?;
+    let mut web_ctx = crate::web::WebCtx::new(dir.store.clone());
+    web_ctx.states = ctx.states.clone();
+    web_ctx.outbox_wake = Some(outbox_wake.clone());
+    // No user yet: a one-time code lets the first admin be created in the browser.
+    let setup_code = if dir.store.read()?.users()?.is_empty() {
+        Some(web_ctx.setup.issue(clock.now_secs()))
+    } else {
+        None
+    };
+    let web = crate::web::Web::start(listen, web_ctx, 4).map_err(AppError::Web)?;
     let web_addr = web.addr;
     // mDNS is a convenience: without multicast the service still runs.
     let announcer = match mdns.map(|name| crate::mdns::announce(name, web_addr)) {
@@ -320,6 +320,12 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
             "postroom: ready (data dir {}, {n} accounts, web on http://{web_addr}/); stop with Ctrl-C or SIGTERM",
             dir.path.display()
         );
+        if let Some(code) = &setup_code {
+            eprintln!(
+                "postroom: first start: open the web page and enter the setup code {code} (valid for 60 minutes, once) to create the first administrator"
+            );
+            log::info!("setup code for the first administrator: {code} (valid for 60 minutes)");
+        }
         // Control connections in flight; cancelled at shutdown (see below).
         let conns = std::cell::RefCell::new(Vec::<smol::Task<()>>::new());
         let accept = async {

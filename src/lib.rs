@@ -84,4 +84,5 @@ pub mod pipeline;
 pub mod secret;
 pub mod smtp;
 pub mod store;
+pub mod users;
 pub mod web;

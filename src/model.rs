@@ -40,6 +40,10 @@ id_type!(
     /// One mailbox (a shared inbox such as "Support").
     MailboxId
 );
+id_type!(
+    /// One person who logs in to the web UI (an admin or an agent).
+    UserId
+);
 
 /// SHA-256 of the exact bytes of a raw message: the key of the content-addressed store.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -242,6 +246,23 @@ pub struct ConversationRecord {
     pub last_activity: i64,
     pub message_count: u32,
     pub merged_into: Option<ConvId>,
+    /// The agent working on it (None: unassigned).
+    pub assignee: Option<UserId>,
+    /// Agents who asked to be told about it.
+    pub followers: Vec<UserId>,
+}
+
+impl ConversationRecord {
+    /// The inbox bucket this conversation is listed under (see `store::schema::INBOX`).
+    pub fn bucket(&self) -> Option<u8> {
+        match self.status {
+            Status::Active => Some(0),
+            Status::Pending => Some(1),
+            Status::Closed => Some(2),
+            Status::Spam => Some(3),
+            Status::Merged => None,
+        }
+    }
 }
 
 /// A mailbox: a shared inbox the team works on, with its system addresses.
@@ -714,4 +735,93 @@ pub struct TakenRecord {
     pub message_id: Option<String>,
     /// Stored, but not yet deleted/moved on the server (delete and move modes).
     pub pending_removal: bool,
+}
+
+/// What a user may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, every mailbox, the administration.
+    Admin,
+    /// Works on the conversations of the mailboxes they were given.
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Agent => "agent",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "admin" => Some(Role::Admin),
+            "agent" => Some(Role::Agent),
+            _ => None,
+        }
+    }
+}
+
+/// A person who logs in to the web UI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: UserId,
+    /// Lower-case login name, unique.
+    pub login: String,
+    pub name: String,
+    /// Personal address (notifications); may be empty.
+    pub email: String,
+    pub role: Role,
+    /// PHC string of the argon2id hash; empty = cannot log in until a password is set.
+    pub password_hash: String,
+    /// Mailboxes an agent may see (admins see all).
+    pub mailboxes: Vec<MailboxId>,
+    pub disabled: bool,
+    pub created: i64,
+    /// Unix seconds of the last password change: sessions older than this are dead.
+    pub password_changed: i64,
+    /// UI language ("" = the browser's).
+    pub language: String,
+    pub signature: String,
+}
+
+impl UserRecord {
+    pub fn may_see(&self, mailbox: MailboxId) -> bool {
+        self.role == Role::Admin || self.mailboxes.contains(&mailbox)
+    }
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// A logged-in browser. Stored under the SHA-256 of the cookie's token, never the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user: UserId,
+    pub created: i64,
+    pub last_seen: i64,
+    /// The form token of this session (random, hex).
+    pub csrf: String,
+}
+
+/// An API token of a user. Stored under the SHA-256 of the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiTokenRecord {
+    pub user: UserId,
+    pub name: String,
+    pub created: i64,
+    pub last_used: i64,
+}
+
+/// A reply being written, saved as the agent types.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize)]
+pub struct DraftRecord {
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub body: String,
+    /// "reply" or "note".
+    pub kind: String,
+    pub updated: i64,
 }

@@ -277,6 +277,8 @@ fn process_one(
                 last_activity: date,
                 message_count: 0,
                 merged_into: None,
+                assignee: None,
+                followers: Vec::new(),
             })?;
             (id, true)
         }

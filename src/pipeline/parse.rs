@@ -204,6 +204,172 @@ pub fn body_text(raw: &[u8]) -> Option<String> {
     Some(text.get(..end).unwrap_or_default().to_owned())
 }
 
+/// Longest HTML body handed to the web view (bytes); longer ones are cut.
+pub const MAX_BODY_HTML: usize = 2 * 1024 * 1024;
+
+/// One MIME part an agent can download (or see inline through its Content-ID).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartInfo {
+    /// mail-parser's part number, stable for the same bytes.
+    pub index: u32,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    /// Content-ID without angle brackets.
+    pub content_id: Option<String>,
+}
+
+/// What the conversation page shows of a message body.
+#[derive(Clone, Debug, Default)]
+pub struct BodyView {
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub parts: Vec<PartInfo>,
+}
+
+/// Safely parses `raw` the way `body_text` does and runs `f` on the message; None when
+/// the message is too odd to take apart.
+fn with_message<T>(raw: &[u8], f: impl FnOnce(&Message<'_>) -> T) -> Option<T> {
+    let mut warnings = Vec::new();
+    let norm = normalize(raw, &mut warnings);
+    let norm: &[u8] = &norm;
+    let shape = shape(norm, MAX_STRUCTURE);
+    if shape.cut.is_some() || check_encoded(norm, &shape).is_err() {
+        return None;
+    }
+    catch_unwind(AssertUnwindSafe(|| {
+        let m = MessageParser::default().parse(norm)?;
+        let out = f(&m);
+        dismantle(m);
+        Some(out)
+    }))
+    .ok()
+    .flatten()
+}
+
+fn cut_to(mut s: String, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s
+}
+
+/// The text and HTML bodies and the attachments of `raw`.
+pub fn body_view(raw: &[u8]) -> Option<BodyView> {
+    with_message(raw, |m| {
+        let html = m
+            .html_body
+            .first()
+            .and_then(|_| m.body_html(0))
+            .filter(|_| {
+                // mail-parser makes HTML from a text-only message; only real HTML counts.
+                m.html_body.iter().any(|i| {
+                    m.part(*i)
+                        .is_some_and(|p| matches!(p.body, PartType::Html(_)))
+                })
+            })
+            .map(|h| cut_to(h.into_owned(), MAX_BODY_HTML));
+        let text = m
+            .body_text(0)
+            .map(|t| cut_to(t.into_owned(), MAX_BODY_TEXT));
+        let parts = m
+            .attachments
+            .iter()
+            .filter_map(|i| {
+                let p = m.part(*i)?;
+                let ct = p
+                    .content_type()
+                    .map(|c| match c.subtype() {
+                        Some(st) => format!("{}/{}", c.ctype(), st),
+                        None => c.ctype().to_string(),
+                    })
+                    .unwrap_or_else(|| "application/octet-stream".into())
+                    .to_ascii_lowercase();
+                Some(PartInfo {
+                    index: *i,
+                    name: clean(p.attachment_name().unwrap_or("attachment"), 200, &mut false),
+                    content_type: ct,
+                    size: p.len() as u64,
+                    content_id: p
+                        .content_id()
+                        .map(|c| c.trim().trim_matches(['<', '>']).to_owned()),
+                })
+            })
+            .collect();
+        BodyView { text, html, parts }
+    })
+}
+
+/// The decoded bytes of part `index` of `raw` (an attachment or inline image).
+pub fn part_bytes(raw: &[u8], index: u32) -> Option<Vec<u8>> {
+    with_message(raw, |m| {
+        if !m.attachments.contains(&index) {
+            return None;
+        }
+        m.part(index).map(|p| p.contents().to_vec())
+    })
+    .flatten()
+}
+
+/// One field of a `multipart/form-data` body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormPart {
+    pub name: String,
+    /// Set for file uploads.
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Most fields read from one form.
+const MAX_FORM_PARTS: usize = 200;
+
+/// The fields of a `multipart/form-data` body (RFC 7578 is MIME: mail-parser reads it).
+pub fn multipart_form(content_type: &str, body: &[u8]) -> Vec<FormPart> {
+    if content_type.contains(['\r', '\n']) {
+        return Vec::new();
+    }
+    let mut doc = format!("Content-Type: {content_type}\r\n\r\n").into_bytes();
+    doc.extend_from_slice(body);
+    catch_unwind(AssertUnwindSafe(|| {
+        let Some(m) = MessageParser::default().parse(&doc) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for p in m.parts.iter().skip(1).take(MAX_FORM_PARTS) {
+            let Some(cd) = p.content_disposition() else {
+                continue;
+            };
+            let Some(name) = cd.attribute("name") else {
+                continue;
+            };
+            let content_type = p
+                .content_type()
+                .map(|c| match c.subtype() {
+                    Some(st) => format!("{}/{}", c.ctype(), st),
+                    None => c.ctype().to_string(),
+                })
+                .unwrap_or_else(|| "application/octet-stream".into());
+            let bytes = match &p.body {
+                PartType::Text(t) | PartType::Html(t) => t.as_bytes().to_vec(),
+                PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
+                _ => p.contents().to_vec(),
+            };
+            out.push(FormPart {
+                name: name.to_owned(),
+                filename: cd.attribute("filename").map(|f| clean(f, 200, &mut false)),
+                content_type,
+                bytes,
+            });
+        }
+        dismantle(m);
+        out
+    }))
+    .unwrap_or_default()
+}
+
 /// The bytes as mail-parser should read them. Line ends that are all bare CR (old Mac
 /// mail) become CRLF, since mail-parser only ends lines at LF; a header block that runs to
 /// the end of the message is closed with a blank line, since mail-parser drops an

@@ -12,6 +12,7 @@ use crate::model::{
     MailboxRecord, MessageRecord, MsgFlags, MsgId, OutboxRecord, OutboxState, Protocol, RawId,
     RawRecord, Security, SmtpAuth, SmtpId, SmtpRecord, Status, TakenRecord, Validity,
 };
+use crate::model::{ApiTokenRecord, DraftRecord, Role, SessionRecord, UserId, UserRecord};
 use std::fmt;
 
 /// A stored value could not be decoded.
@@ -345,8 +346,10 @@ fn status_byte(s: Status) -> u8 {
     }
 }
 
+const CONV_V2: u8 = 2;
+
 pub fn encode_conversation(c: &ConversationRecord) -> Vec<u8> {
-    let mut e = Enc::new(CONV_V1);
+    let mut e = Enc::new(CONV_V2);
     e.u64(c.id.0)
         .u64(c.mailbox.0)
         .u8(status_byte(c.status))
@@ -355,13 +358,20 @@ pub fn encode_conversation(c: &ConversationRecord) -> Vec<u8> {
         .i64(c.created)
         .i64(c.last_activity)
         .u32(c.message_count)
-        .opt_u64(c.merged_into.map(|c| c.0));
+        .opt_u64(c.merged_into.map(|c| c.0))
+        .opt_u64(c.assignee.map(|u| u.0))
+        .u64s(&c.followers.iter().map(|u| u.0).collect::<Vec<_>>());
     e.finish()
 }
 
 pub fn decode_conversation(v: &[u8]) -> Result<ConversationRecord, DecodeError> {
-    let mut d = Dec::new(v, "conversation", CONV_V1)?;
-    let c = ConversationRecord {
+    let format = v.first().copied().unwrap_or(0);
+    let mut d = Dec::new(
+        v,
+        "conversation",
+        if format == CONV_V1 { CONV_V1 } else { CONV_V2 },
+    )?;
+    let mut c = ConversationRecord {
         id: ConvId(d.u64()?),
         mailbox: MailboxId(d.u64()?),
         status: match d.u8()? {
@@ -378,7 +388,13 @@ pub fn decode_conversation(v: &[u8]) -> Result<ConversationRecord, DecodeError> 
         last_activity: d.i64()?,
         message_count: d.u32()?,
         merged_into: d.opt_u64()?.map(ConvId),
+        assignee: None,
+        followers: Vec::new(),
     };
+    if format == CONV_V2 {
+        c.assignee = d.opt_u64()?.map(UserId);
+        c.followers = d.u64s()?.into_iter().map(UserId).collect();
+    }
     d.end()?;
     Ok(c)
 }
@@ -792,6 +808,119 @@ pub fn decode_taken(v: &[u8]) -> Result<TakenRecord, DecodeError> {
     Ok(t)
 }
 
+const USER_V1: u8 = 1;
+
+pub fn encode_user(u: &UserRecord) -> Vec<u8> {
+    let mut e = Enc::new(USER_V1);
+    e.u64(u.id.0)
+        .str(&u.login)
+        .str(&u.name)
+        .str(&u.email)
+        .u8(match u.role {
+            Role::Admin => 0,
+            Role::Agent => 1,
+        })
+        .str(&u.password_hash)
+        .u64s(&u.mailboxes.iter().map(|m| m.0).collect::<Vec<_>>())
+        .u8(u8::from(u.disabled))
+        .i64(u.created)
+        .i64(u.password_changed)
+        .str(&u.language)
+        .str(&u.signature);
+    e.finish()
+}
+
+pub fn decode_user(v: &[u8]) -> Result<UserRecord, DecodeError> {
+    let mut d = Dec::new(v, "user", USER_V1)?;
+    let u = UserRecord {
+        id: UserId(d.u64()?),
+        login: d.str()?,
+        name: d.str()?,
+        email: d.str()?,
+        role: match d.u8()? {
+            0 => Role::Admin,
+            1 => Role::Agent,
+            n => return Err(d.err(format!("role {n}"))),
+        },
+        password_hash: d.str()?,
+        mailboxes: d.u64s()?.into_iter().map(MailboxId).collect(),
+        disabled: d.flag()?,
+        created: d.i64()?,
+        password_changed: d.i64()?,
+        language: d.str()?,
+        signature: d.str()?,
+    };
+    d.end()?;
+    Ok(u)
+}
+
+const SESSION_V1: u8 = 1;
+
+pub fn encode_session(s: &SessionRecord) -> Vec<u8> {
+    let mut e = Enc::new(SESSION_V1);
+    e.u64(s.user.0).i64(s.created).i64(s.last_seen).str(&s.csrf);
+    e.finish()
+}
+
+pub fn decode_session(v: &[u8]) -> Result<SessionRecord, DecodeError> {
+    let mut d = Dec::new(v, "session", SESSION_V1)?;
+    let s = SessionRecord {
+        user: UserId(d.u64()?),
+        created: d.i64()?,
+        last_seen: d.i64()?,
+        csrf: d.str()?,
+    };
+    d.end()?;
+    Ok(s)
+}
+
+const TOKEN_V1: u8 = 1;
+
+pub fn encode_api_token(t: &ApiTokenRecord) -> Vec<u8> {
+    let mut e = Enc::new(TOKEN_V1);
+    e.u64(t.user.0).str(&t.name).i64(t.created).i64(t.last_used);
+    e.finish()
+}
+
+pub fn decode_api_token(v: &[u8]) -> Result<ApiTokenRecord, DecodeError> {
+    let mut d = Dec::new(v, "api token", TOKEN_V1)?;
+    let t = ApiTokenRecord {
+        user: UserId(d.u64()?),
+        name: d.str()?,
+        created: d.i64()?,
+        last_used: d.i64()?,
+    };
+    d.end()?;
+    Ok(t)
+}
+
+const DRAFT_V1: u8 = 1;
+
+pub fn encode_draft(x: &DraftRecord) -> Vec<u8> {
+    let mut e = Enc::new(DRAFT_V1);
+    e.str(&x.from)
+        .str(&x.to)
+        .str(&x.cc)
+        .str(&x.body)
+        .str(&x.kind)
+        .i64(x.updated);
+    e.finish()
+}
+
+pub fn decode_draft(v: &[u8]) -> Result<DraftRecord, DecodeError> {
+    let mut d = Dec::new(v, "draft", DRAFT_V1)?;
+    let x = DraftRecord {
+        from: d.str()?,
+        to: d.str()?,
+        cc: d.str()?,
+        body: d.str()?,
+        kind: d.str()?,
+        updated: d.i64()?,
+    };
+    d.end()?;
+    Ok(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -899,8 +1028,55 @@ mod tests {
             last_activity: 2,
             message_count: 3,
             merged_into: Some(ConvId(9)),
+            assignee: Some(UserId(4)),
+            followers: vec![UserId(4), UserId(7)],
         };
         assert_eq!(decode_conversation(&encode_conversation(&c)).unwrap(), c);
+        // Format 1 (before users existed) still reads, unassigned.
+        let mut v1 = encode_conversation(&c);
+        v1[0] = CONV_V1;
+        v1.truncate(v1.len() - (1 + 8) - (4 + 16));
+        let old = decode_conversation(&v1).unwrap();
+        assert_eq!((old.assignee, old.followers.len()), (None, 0));
+        assert_eq!(old.merged_into, Some(ConvId(9)));
+        let u = UserRecord {
+            id: UserId(3),
+            login: "ann".into(),
+            name: "Ann".into(),
+            email: "ann@example.com".into(),
+            role: Role::Agent,
+            password_hash: "$argon2id$x".into(),
+            mailboxes: vec![MailboxId(1), MailboxId(5)],
+            disabled: true,
+            created: 10,
+            password_changed: 11,
+            language: "fr".into(),
+            signature: "-- Ann".into(),
+        };
+        assert_eq!(decode_user(&encode_user(&u)).unwrap(), u);
+        let s = SessionRecord {
+            user: UserId(3),
+            created: 1,
+            last_seen: 2,
+            csrf: "abc".into(),
+        };
+        assert_eq!(decode_session(&encode_session(&s)).unwrap(), s);
+        let t = ApiTokenRecord {
+            user: UserId(3),
+            name: "script".into(),
+            created: 1,
+            last_used: 0,
+        };
+        assert_eq!(decode_api_token(&encode_api_token(&t)).unwrap(), t);
+        let d = DraftRecord {
+            from: "a@b".into(),
+            to: "c@d".into(),
+            cc: String::new(),
+            body: "hi".into(),
+            kind: "reply".into(),
+            updated: 9,
+        };
+        assert_eq!(decode_draft(&encode_draft(&d)).unwrap(), d);
         let l = LogEntry {
             at: 5,
             level: Level::Warn,

@@ -18,7 +18,7 @@ type Step = (u32, fn(&WriteTransaction) -> Result<(), StoreError>);
 
 /// Steps from an empty file upwards. Version 1 is the first layout: creating the tables
 /// happens when `Tx` opens them; the step adds the default mailbox.
-const STEPS: &[Step] = &[(1, init_v1), (2, to_v2), (3, to_v3)];
+const STEPS: &[Step] = &[(1, init_v1), (2, to_v2), (3, to_v3), (4, to_v4)];
 
 fn init_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut tx = Tx::open(txn)?;
@@ -93,4 +93,19 @@ pub(super) fn run(store: &Store) -> Result<(), StoreError> {
         }
         Ok(())
     })
+}
+
+/// Version 4 adds the user tables and builds the inbox and customer indexes from the
+/// conversations (rewriting each in format 2 on the way).
+fn to_v4(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut tx = Tx::open(txn)?;
+    let convs = tx.all_conversations()?;
+    let n = convs.len();
+    for c in convs {
+        tx.put_conversation(&c)?;
+    }
+    if n > 0 {
+        log::info!("store: {n} conversations indexed for the inbox");
+    }
+    Ok(())
 }

@@ -29,6 +29,11 @@ use schema::*;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The inbox index sorts newest first: it stores the time counted down from the end.
+fn inbox_time(last_activity: i64) -> u64 {
+    u64::MAX - (last_activity.max(0) as u64)
+}
+
 /// How many source labels a raw record lists before it only counts further sightings.
 const MAX_SOURCES: usize = 16;
 
@@ -262,6 +267,14 @@ pub struct Tx<'t> {
     smtp: Table<'t, u64, &'static [u8]>,
     outbox: Table<'t, u64, &'static [u8]>,
     auto_sent: Table<'t, (&'static str, i64), u64>,
+    users: Table<'t, u64, &'static [u8]>,
+    user_logins: Table<'t, &'static str, u64>,
+    sessions: Table<'t, [u8; 32], &'static [u8]>,
+    api_tokens: Table<'t, [u8; 32], &'static [u8]>,
+    read_marks: Table<'t, (u64, u64), i64>,
+    drafts: Table<'t, (u64, u64), &'static [u8]>,
+    inbox: Table<'t, (u64, u8, u64, u64), ()>,
+    customer_convs: Table<'t, (&'static str, u64), ()>,
 }
 
 /// The key of one message on a server: which account, folder, UIDVALIDITY and item.
@@ -335,6 +348,14 @@ impl<'t> Tx<'t> {
             smtp: txn.open_table(SMTP_SERVERS).ctx(OP)?,
             outbox: txn.open_table(OUTBOX).ctx(OP)?,
             auto_sent: txn.open_table(AUTO_SENT).ctx(OP)?,
+            users: txn.open_table(USERS).ctx(OP)?,
+            user_logins: txn.open_table(USER_LOGINS).ctx(OP)?,
+            sessions: txn.open_table(SESSIONS).ctx(OP)?,
+            api_tokens: txn.open_table(API_TOKENS).ctx(OP)?,
+            read_marks: txn.open_table(READ_MARKS).ctx(OP)?,
+            drafts: txn.open_table(DRAFTS).ctx(OP)?,
+            inbox: txn.open_table(INBOX).ctx(OP)?,
+            customer_convs: txn.open_table(CUSTOMER_CONVS).ctx(OP)?,
         })
     }
 
@@ -582,10 +603,35 @@ impl<'t> Tx<'t> {
         )
     }
 
+    /// Writes a conversation and keeps the inbox and customer indexes in step with it.
     pub fn put_conversation(&mut self, c: &ConversationRecord) -> Result<(), StoreError> {
+        const OP: &str = "writing a conversation";
+        let old = self.conversation(c.id)?;
+        if let Some(old) = &old {
+            if let Some(b) = old.bucket() {
+                self.inbox
+                    .remove((old.mailbox.0, b, inbox_time(old.last_activity), old.id.0))
+                    .ctx(OP)?;
+            }
+            if let Some(a) = &old.customer {
+                let k = a.email.to_lowercase();
+                self.customer_convs.remove((k.as_str(), old.id.0)).ctx(OP)?;
+            }
+        }
         self.convs
             .insert(c.id.0, codec::encode_conversation(c).as_slice())
-            .ctx("writing a conversation")?;
+            .ctx(OP)?;
+        if let Some(b) = c.bucket() {
+            self.inbox
+                .insert((c.mailbox.0, b, inbox_time(c.last_activity), c.id.0), ())
+                .ctx(OP)?;
+        }
+        if let Some(a) = c.customer.as_ref().filter(|a| !a.email.is_empty()) {
+            let k = a.email.to_lowercase();
+            self.customer_convs
+                .insert((k.as_str(), c.id.0), ())
+                .ctx(OP)?;
+        }
         Ok(())
     }
 
@@ -1152,3 +1198,7 @@ impl Reader {
         Ok(v.and_then(|g| <[u8; 4]>::try_from(g.value()).ok().map(u32::from_le_bytes)))
     }
 }
+
+// After `read_table!`: the macro must be defined before the module that uses it.
+mod users;
+pub use users::InboxPage;

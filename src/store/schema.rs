@@ -11,8 +11,10 @@ use redb::{MultimapTableDefinition, TableDefinition};
 /// History: 1 = raw store, messages, conversations, mailboxes, log, settings;
 /// 2 = mail accounts, folder cursors, taken and skipped messages; raw bytes in chunks;
 /// 3 = SMTP servers, the outbox, the auto-reply record; mailbox records format 2 (addresses,
-/// aliases, signature, auto-reply, SMTP server; format 1 still reads).
-pub const SCHEMA_VERSION: u32 = 3;
+/// aliases, signature, auto-reply, SMTP server; format 1 still reads);
+/// 4 = users, sessions, API tokens, read marks, drafts, the inbox and customer indexes;
+/// conversation records format 2 (assignee, followers; format 1 still reads).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `name -> value`. Keys: `schema_version` (u32 LE), `created_by` (utf-8 program version).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -107,6 +109,37 @@ pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// sender (auto-replies), for the one-per-day-per-mailbox rule and the daily cap.
 /// Since version 3.
 pub const AUTO_SENT: TableDefinition<(&str, i64), u64> = TableDefinition::new("auto_sent");
+
+/// `UserId -> UserRecord` (codec `user`). Since version 4.
+pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
+
+/// `login (lower-case) -> UserId`. Since version 4.
+pub const USER_LOGINS: TableDefinition<&str, u64> = TableDefinition::new("user_logins");
+
+/// `SHA-256 of the session cookie's token -> SessionRecord` (codec `session`). The token
+/// itself is never stored. Since version 4.
+pub const SESSIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("sessions");
+
+/// `SHA-256 of an API token -> ApiTokenRecord` (codec `api token`). Since version 4.
+pub const API_TOKENS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("api_tokens");
+
+/// `(UserId, ConvId) -> last_activity the user has seen`: a conversation is unread for a
+/// user while its `last_activity` is newer. Since version 4.
+pub const READ_MARKS: TableDefinition<(u64, u64), i64> = TableDefinition::new("read_marks");
+
+/// `(UserId, ConvId) -> DraftRecord` (codec `draft`): replies and notes being written.
+/// Since version 4.
+pub const DRAFTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("drafts");
+
+/// `(MailboxId, bucket, u64::MAX - last_activity, ConvId) -> ()`: the inbox listing, newest
+/// first per mailbox and bucket (`ConversationRecord::bucket`: 0 active, 1 pending,
+/// 2 closed, 3 spam; merged conversations are not listed). Kept by `Tx::put_conversation`
+/// only. Since version 4.
+pub const INBOX: TableDefinition<(u64, u8, u64, u64), ()> = TableDefinition::new("inbox");
+
+/// `(customer address lower-cased, ConvId) -> ()`: each customer's conversations. Kept by
+/// `Tx::put_conversation` only. Since version 4.
+pub const CUSTOMER_CONVS: TableDefinition<(&str, u64), ()> = TableDefinition::new("customer_convs");
 
 /// Longest Message-ID stored verbatim as an index key.
 pub const MSGID_KEY_MAX: usize = 512;

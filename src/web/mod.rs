@@ -1,11 +1,20 @@
 //! The web server: HTTP on the LAN, on its own threads (tiny_http), beside the smol
 //! executor that runs intake.
 //!
-//! Owns: listening, routing requests to handlers, response headers common to every
-//! answer, and `/healthz` (no login: store, pipeline backlog, every account's state,
-//! the outbox's queued/failed/sent counts).
-//! Must not: block on the network or the mail servers (handlers read the store and the
-//! shared state only), or talk IMAP/POP3/SMTP itself.
+//! Owns: listening, reading requests (bounded), routing them to handlers, response
+//! headers common to every answer, and `/healthz` (no login: store, pipeline backlog,
+//! every account's state, the outbox's queued/failed/sent counts). The pages are in
+//! `pages`, the JSON API in `api`, sessions and CSRF in `auth`, templates in `views`,
+//! mail bodies made safe in `sanitize`, HTTPS in `tls`.
+//! Must not: block on the network or the mail servers (handlers read and write the store
+//! and wake the outbox; they never talk IMAP/POP3/SMTP themselves).
+
+pub mod api;
+pub mod auth;
+pub mod i18n;
+pub mod pages;
+pub mod sanitize;
+pub mod views;
 
 use crate::fetch::AccountState;
 use crate::store::Store;
@@ -24,6 +33,49 @@ pub struct WebCtx {
     pub store: Arc<Store>,
     pub states: Arc<Mutex<BTreeMap<String, AccountState>>>,
     pub started: Instant,
+    /// Wakes the outbox sender after a reply was queued.
+    pub outbox_wake: Option<smol::channel::Sender<()>>,
+    /// The first-run code; open only while no user exists.
+    pub setup: Arc<crate::users::SetupCode>,
+    pub throttle: Arc<crate::users::Throttle>,
+    /// The HTTPS port once the TLS front runs (0: none); plain HTTP then redirects.
+    pub https_port: Arc<std::sync::atomic::AtomicU16>,
+    /// Bumped by every change made through the web, for the pages' live refresh.
+    pub changes: Arc<std::sync::atomic::AtomicU64>,
+    pub clock: Arc<dyn crate::model::Clock>,
+}
+
+impl WebCtx {
+    /// A context over `store` with nothing running around it (tests, tools).
+    pub fn new(store: Arc<Store>) -> WebCtx {
+        WebCtx {
+            store,
+            states: Arc::default(),
+            started: Instant::now(),
+            outbox_wake: None,
+            setup: Arc::default(),
+            throttle: Arc::default(),
+            https_port: Arc::default(),
+            changes: Arc::default(),
+            clock: Arc::new(crate::model::SystemClock),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms() / 1000
+    }
+
+    /// Something changed: pages refresh, the outbox may have work.
+    pub fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn wake_outbox(&self) {
+        if let Some(w) = &self.outbox_wake {
+            let _ = w.try_send(());
+        }
+    }
 }
 
 /// Real client addresses of connections the HTTPS front made to the internal listener:
@@ -154,49 +206,226 @@ fn peer_of(req: &tiny_http::Request, https: bool, peers: &PeerMap) -> Peer {
     }
 }
 
+/// Largest request body read (multipart replies with attachments).
+pub const MAX_BODY: usize = 30 * 1024 * 1024;
+
+/// A request as the handlers see it: read whole, headers lower-cased.
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub peer: Peer,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// One query parameter, decoded.
+    pub fn param(&self, name: &str) -> Option<String> {
+        form_decode(&self.query)
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The client's address as text (for throttling and the log).
+    pub fn client(&self) -> String {
+        self.peer
+            .addr
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    pub fn is_get(&self) -> bool {
+        self.method == "GET" || self.method == "HEAD"
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text.
+pub fn form_decode(s: &str) -> Vec<(String, String)> {
+    fn unescape(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while let Some(&c) = b.get(i) {
+            match c {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = b
+                        .get(i + 1..i + 3)
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    match hex {
+                        Some(v) => {
+                            out.push(v);
+                            i += 2;
+                        }
+                        None => out.push(b'%'),
+                    }
+                }
+                _ => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (unescape(k), unescape(v)),
+            None => (unescape(p), String::new()),
+        })
+        .collect()
+}
+
+/// Encodes a query or form value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// An answer before it is sent.
 pub struct Reply {
     pub status: u16,
-    pub content_type: &'static str,
+    pub content_type: String,
     pub body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
-    fn json(status: u16, v: &serde_json::Value) -> Reply {
+    pub fn json(status: u16, v: &serde_json::Value) -> Reply {
+        Reply::bytes(
+            status,
+            "application/json",
+            serde_json::to_vec_pretty(v).unwrap_or_default(),
+        )
+    }
+
+    pub fn text(status: u16, s: &str) -> Reply {
+        Reply::bytes(status, "text/plain; charset=utf-8", s.as_bytes().to_vec())
+    }
+
+    pub fn html(status: u16, s: String) -> Reply {
+        Reply::bytes(status, "text/html; charset=utf-8", s.into_bytes())
+    }
+
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Reply {
         Reply {
             status,
-            content_type: "application/json",
-            body: serde_json::to_vec_pretty(v).unwrap_or_default(),
+            content_type: content_type.to_owned(),
+            body,
+            headers: Vec::new(),
         }
     }
 
-    fn text(status: u16, s: &str) -> Reply {
-        Reply {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: s.as_bytes().to_vec(),
-        }
+    /// 303 See Other: after a form, the browser GETs `to`.
+    pub fn redirect(to: &str) -> Reply {
+        Reply::bytes(303, "text/plain; charset=utf-8", Vec::new()).with("Location", to)
+    }
+
+    pub fn with(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.to_owned(), v.to_owned()));
+        self
     }
 }
 
-fn respond(ctx: &WebCtx, req: tiny_http::Request, _peer: Peer) {
+/// The security headers of every page; `frame-ancestors` lets our own pages show a mail
+/// body in an iframe, nothing else may frame us.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     frame-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'self'";
+
+fn respond(ctx: &WebCtx, mut req: tiny_http::Request, peer: Peer) {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = req.method().to_string().to_ascii_uppercase();
     let url = req.url().to_owned();
-    let path = url.split('?').next().unwrap_or("/");
-    let reply = route(ctx, req.method(), path);
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) => (p.to_owned(), q.to_owned()),
+        None => (url.clone(), String::new()),
+    };
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_owned(),
+            )
+        })
+        .collect();
+    let declared = req.body_length().unwrap_or(0);
+    let reply = if declared > MAX_BODY {
+        Reply::text(413, "request too large\n")
+    } else {
+        let mut body = Vec::new();
+        use std::io::Read;
+        match req
+            .as_reader()
+            .take(MAX_BODY as u64 + 1)
+            .read_to_end(&mut body)
+        {
+            Ok(n) if n > MAX_BODY => Reply::text(413, "request too large\n"),
+            Ok(_) => {
+                let r = Req {
+                    method: method.clone(),
+                    path: path.clone(),
+                    query,
+                    headers,
+                    body,
+                    peer,
+                };
+                route(ctx, &r)
+            }
+            Err(e) => Reply::text(400, &format!("could not read the request: {e}\n")),
+        }
+    };
     let status = reply.status;
     let mut resp = tiny_http::Response::from_data(reply.body).with_status_code(status);
-    for (k, v) in [
-        ("Content-Type", reply.content_type),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Cache-Control", "no-store"),
-        ("Referrer-Policy", "no-referrer"),
-        ("X-Frame-Options", "DENY"),
-    ] {
+    let mut add = |k: &str, v: &str| {
         if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
             resp.add_header(h);
         }
+    };
+    add("Content-Type", &reply.content_type);
+    let own_csp = reply
+        .headers
+        .iter()
+        .any(|(k, _)| k == "Content-Security-Policy");
+    let own_frame = reply.headers.iter().any(|(k, _)| k == "X-Frame-Options");
+    for (k, v) in [
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    ] {
+        add(k, v);
+    }
+    if !reply.headers.iter().any(|(k, _)| k == "Cache-Control") {
+        add("Cache-Control", "no-store");
+    }
+    if !own_frame {
+        add("X-Frame-Options", "DENY");
+    }
+    if !own_csp {
+        add("Content-Security-Policy", PAGE_CSP);
+    }
+    if peer.https {
+        add("Strict-Transport-Security", "max-age=31536000");
+    }
+    for (k, v) in &reply.headers {
+        add(k, v);
     }
     if let Err(e) = req.respond(resp) {
         log::debug!("web: {method} {path}: client went away: {e}");
@@ -207,20 +436,40 @@ fn respond(ctx: &WebCtx, req: tiny_http::Request, _peer: Peer) {
     );
 }
 
-fn route(ctx: &WebCtx, method: &tiny_http::Method, path: &str) -> Reply {
-    use tiny_http::Method::{Get, Head};
-    match (method, path) {
-        (Get | Head, "/healthz") => healthz(ctx),
-        (Get | Head, "/") => Reply::text(
-            200,
-            &format!(
-                "Postroom {} is running. Health: /healthz\n",
-                env!("CARGO_PKG_VERSION")
-            ),
-        ),
-        (Get | Head, _) => Reply::text(404, "not found\n"),
-        _ => Reply::text(405, "method not allowed\n"),
+fn route(ctx: &WebCtx, req: &Req) -> Reply {
+    if req.path == "/healthz" {
+        return if req.is_get() {
+            healthz(ctx)
+        } else {
+            Reply::text(405, "method not allowed\n")
+        };
     }
+    // Once HTTPS runs and a user exists, plain HTTP only redirects (cookies and passwords
+    // never cross the LAN in clear).
+    let https_port = ctx.https_port.load(std::sync::atomic::Ordering::Relaxed);
+    if !req.peer.https && https_port != 0 && auth::has_users(ctx) {
+        let host = req.header("host").unwrap_or("localhost");
+        let host = host_without_port(host);
+        let q = if req.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", req.query)
+        };
+        let to = format!("https://{host}:{https_port}{}{q}", req.path);
+        return Reply::bytes(308, "text/plain; charset=utf-8", Vec::new()).with("Location", &to);
+    }
+    if req.path.starts_with("/api/") {
+        return api::route(ctx, req);
+    }
+    pages::route(ctx, req)
+}
+
+/// `host` of a Host header (`[::1]:8080`, `postroom.local:8080`, `10.0.0.5`).
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
 }
 
 /// `/healthz`: 200 with `"status": "ok"` when the store answers and no account is in

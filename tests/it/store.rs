@@ -111,6 +111,17 @@ fn fixture_opens_and_reads(version: u32) {
     assert_eq!(convs[0].status, Status::Active);
     assert_eq!(r.conversation_messages(ConvId(1)).unwrap().len(), 3);
     assert_eq!(r.mailboxes().unwrap()[0].name, "Inbox");
+    // Version 4 indexed every older conversation for the inbox and its customer.
+    let page = r.inbox_page(MailboxId(1), 0, 0, 10).unwrap();
+    assert_eq!(page.total, 2, "both active conversations are listed");
+    assert_eq!(page.convs.len(), 2);
+    let customer = convs[0].customer.as_ref().unwrap().email.to_uppercase();
+    assert!(
+        r.customer_conversations(&customer)
+            .unwrap()
+            .contains(&ConvId(1)),
+        "customer index, case-insensitive"
+    );
     // Raw bytes come back exactly as received.
     let original = std::fs::read(fixture_dir().join("threading/in-order/01-question.eml")).unwrap();
     assert_eq!(r.raw_bytes(RawId(1)).unwrap().unwrap(), original);
