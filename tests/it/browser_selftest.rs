@@ -2,12 +2,15 @@
 //! the browser facts the web UI relies on: a posted form reaches the server, an
 //! `HttpOnly; SameSite=Strict` cookie is invisible to page script, a sandboxed iframe
 //! without `allow-scripts` runs no script (not even an `onerror` attribute), and
-//! `img-src data:` keeps the page from fetching an image. Every negative check has a
-//! control that shows the same page does the thing when the protection is off.
+//! `img-src data:` keeps the page from fetching an image, and a self-signed HTTPS page
+//! loads. Every negative check has a control that shows the same page does the thing
+//! when the protection is off.
 //!
-//! The pages come from a tiny HTTP server in this file that records every request.
+//! The pages come from a tiny HTTP(S) server in this file that records every request.
 
 use crate::browser::{self, Browser, Cookie};
+use futures_rustls::pki_types::PrivatePkcs8KeyDer;
+use futures_rustls::rustls;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -38,6 +41,7 @@ type Handler = dyn Fn(&Request) -> Option<Page> + Send + Sync;
 
 /// A one-page-per-path HTTP/1.1 server on 127.0.0.1 (every answer `Connection: close`).
 struct Server {
+    scheme: &'static str,
     port: u16,
     log: Arc<Mutex<Vec<Request>>>,
     stop: Arc<AtomicBool>,
@@ -45,6 +49,28 @@ struct Server {
 
 impl Server {
     fn start(handler: impl Fn(&Request) -> Option<Page> + Send + Sync + 'static) -> Server {
+        Server::start_with(None, handler)
+    }
+
+    /// The same over TLS with a fresh self-signed certificate for 127.0.0.1.
+    fn start_tls(handler: impl Fn(&Request) -> Option<Page> + Send + Sync + 'static) -> Server {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key.into())
+            .unwrap();
+        Server::start_with(Some(Arc::new(config)), handler)
+    }
+
+    fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&Request) -> Option<Page> + Send + Sync + 'static,
+    ) -> Server {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -59,14 +85,28 @@ impl Server {
                 let Ok(conn) = conn else { continue };
                 let (log, handler) = (log2.clone(), handler.clone());
                 // A thread per connection: Chromium keeps idle ones open.
-                std::thread::spawn(move || serve(conn, &log, &*handler));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve(conn, &log, &*handler),
+                    Some(tls) => {
+                        let Ok(session) = rustls::ServerConnection::new(tls) else {
+                            return;
+                        };
+                        serve(rustls::StreamOwned::new(session, conn), &log, &*handler);
+                    }
+                });
             }
         });
-        Server { port, log, stop }
+        Server {
+            scheme,
+            port,
+            log,
+            stop,
+        }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 
     fn requests(&self) -> Vec<Request> {
@@ -85,7 +125,7 @@ impl Drop for Server {
     }
 }
 
-fn serve(conn: TcpStream, log: &Mutex<Vec<Request>>, handler: &Handler) {
+fn serve(conn: impl Read + Write, log: &Mutex<Vec<Request>>, handler: &Handler) {
     let mut r = BufReader::new(conn);
     let mut line = String::new();
     if r.read_line(&mut line).unwrap_or(0) == 0 {
@@ -136,6 +176,7 @@ fn serve(conn: TcpStream, log: &Mutex<Vec<Request>>, handler: &Handler) {
     let mut w = r.into_inner();
     let _ = w.write_all(head.as_bytes());
     let _ = w.write_all(body.as_bytes());
+    let _ = w.flush();
 }
 
 fn html(body: &str) -> Option<Page> {
@@ -447,6 +488,26 @@ fn a_csp_of_img_src_data_keeps_the_page_from_fetching_an_image() {
     let paths = server.paths();
     assert!(paths.contains(&"/img.svg?plain".to_string()), "{paths:?}");
     assert!(!paths.contains(&"/img.svg?csp".to_string()), "{paths:?}");
+}
+
+#[test]
+fn a_self_signed_https_page_loads_and_its_secure_cookie_is_kept() {
+    let server = Server::start_tls(|req| match req.path.as_str() {
+        "/" => Some((
+            200,
+            vec!["Set-Cookie: sid=t; Path=/; Secure; HttpOnly; SameSite=Strict".into()],
+            "text/html",
+            "<!doctype html><title>TLS</title><p id=ok>over TLS</p>".into(),
+        )),
+        _ => None,
+    });
+    let b = Browser::start();
+    b.goto(&server.url("/"));
+    assert!(b.url().starts_with("https://"), "{}", b.url());
+    assert_eq!(b.find("#ok").text(), "over TLS");
+    let cookies = b.cookies();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert!(cookies[0].secure && cookies[0].http_only, "{cookies:?}");
 }
 
 #[test]
