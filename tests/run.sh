@@ -9,10 +9,12 @@ say() { printf '\n== %s\n' "$*"; }
 # Debian packages the tests talk to or use: a real Dovecot (IMAP + POP3, each test starts
 # its own instance on 127.0.0.1 with random ports), a real SMTP server (aiosmtpd on
 # Debian's /usr/bin/python3, tests/support/smtpd.py), openssl for their certificates,
-# procps. Installed only when missing.
+# procps, and a headless Chromium with its WebDriver for the web UI
+# (tests/support/browser.rs). Installed only when missing.
 need_pkgs=()
 for pair in "kill:procps" "time:time" "openssl:openssl" "dovecot:dovecot-core" \
-            "/usr/lib/dovecot/imap:dovecot-imapd" "/usr/lib/dovecot/pop3:dovecot-pop3d"; do
+            "/usr/lib/dovecot/imap:dovecot-imapd" "/usr/lib/dovecot/pop3:dovecot-pop3d" \
+            "/usr/bin/chromium:chromium" "/usr/bin/chromedriver:chromium-driver"; do
   bin=${pair%%:*} pkg=${pair#*:}
   case "$bin" in
     /*) [ -x "$bin" ] || need_pkgs+=("$pkg") ;;

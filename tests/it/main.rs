@@ -4,6 +4,9 @@
 //! Test code may unwrap: a panic is the test failing with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "../support/browser.rs"]
+#[allow(dead_code)]
+mod browser;
 #[path = "../support/dovecot.rs"]
 #[allow(dead_code)]
 mod dovecot;
@@ -16,6 +19,7 @@ mod smtpd;
 mod support;
 
 mod architecture;
+mod browser_selftest;
 mod cli;
 mod corpus;
 mod crash;
