@@ -7,6 +7,8 @@
 //! Must not: block on the network or the mail servers (handlers read the store and the
 //! shared state only), or talk IMAP/POP3/SMTP itself.
 
+pub mod tls;
+
 use crate::fetch::AccountState;
 use crate::store::Store;
 use std::collections::BTreeMap;
