@@ -42,6 +42,10 @@ pub enum AppError {
     Fetch(Box<crate::fetch::FetchError>),
     Usage(String),
     Web(crate::web::ListenError),
+    /// The HTTPS port could not be bound.
+    Https(crate::web::ListenError),
+    /// The HTTPS certificate could not be made or read.
+    Tls(crate::web::tls::TlsError),
     Smtp(crate::smtp::servers::SmtpConfigError),
     Mailbox(crate::mailboxes::MailboxError),
     Outbox(crate::outbox::OutboxError),
@@ -70,6 +74,14 @@ impl std::fmt::Display for AppError {
             AppError::Fetch(e) => e.fmt(f),
             AppError::Usage(s) => f.write_str(s),
             AppError::Web(e) => e.fmt(f),
+            AppError::Https(e) => write!(
+                f,
+                "cannot serve HTTPS on {}: {}. Another program may use that port: stop it, \
+                 choose another address with --https-listen (or POSTROOM_HTTPS_LISTEN), e.g. \
+                 --https-listen 0.0.0.0:8444, or turn HTTPS off with --no-https",
+                e.listen, e.detail
+            ),
+            AppError::Tls(e) => e.fmt(f),
             AppError::Smtp(e) => e.fmt(f),
             AppError::Mailbox(e) => e.fmt(f),
             AppError::Outbox(e) => e.fmt(f),
@@ -229,9 +241,15 @@ pub fn prune_log(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError> {
 }
 
 /// Runs the service until SIGINT or SIGTERM: the pipeline worker, one fetch task per
-/// enabled account, and the control socket through which the command line works while
-/// the service runs.
-pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppError> {
+/// enabled account, the web server (plain HTTP on `listen`, and HTTPS on `https_listen`
+/// unless that is `None`), and the control socket through which the command line works
+/// while the service runs.
+pub fn serve(
+    data: &Path,
+    listen: &str,
+    https_listen: Option<&str>,
+    mdns: Option<&str>,
+) -> Result<(), AppError> {
     let clock = SystemClock;
     let dir = Arc::new(DataDir::open(data, &clock)?);
     let r = dir.store.read()?;
@@ -272,6 +290,23 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
     };
     let web = crate::web::Web::start(listen, web_ctx, 4).map_err(AppError::Web)?;
     let web_addr = web.addr;
+    let https = match https_listen.map(|l| start_https(&dir.path, l, &web, mdns)) {
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
+            web.stop();
+            return Err(e);
+        }
+        None => None,
+    };
+    let https_note = https
+        .as_ref()
+        .map(|(front, info)| {
+            format!(
+                ", https on https://{}/ (certificate SHA-256 {})",
+                front.addr, info.fingerprint
+            )
+        })
+        .unwrap_or_default();
     // mDNS is a convenience: without multicast the service still runs.
     let announcer = match mdns.map(|name| crate::mdns::announce(name, web_addr)) {
         Some(Ok(a)) => a,
@@ -317,7 +352,7 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
         fleet.lock().await.reconcile().await?;
         let n = fleet.lock().await.len();
         eprintln!(
-            "postroom: ready (data dir {}, {n} accounts, web on http://{web_addr}/); stop with Ctrl-C or SIGTERM",
+            "postroom: ready (data dir {}, {n} accounts, web on http://{web_addr}/{https_note}); stop with Ctrl-C or SIGTERM",
             dir.path.display()
         );
         if let Some(code) = &setup_code {
@@ -374,6 +409,9 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
     if let Some(a) = announcer {
         a.stop();
     }
+    if let Some((front, _)) = https {
+        front.stop();
+    }
     web.stop();
     // Every holder of a pipeline waker must be gone before the worker can finish: the
     // service handle, the fleet, the fetch context, and the executor with any control
@@ -388,6 +426,30 @@ pub fn serve(data: &Path, listen: &str, mdns: Option<&str>) -> Result<(), AppErr
     drop(dir);
     eprintln!("postroom: stopped cleanly");
     Ok(())
+}
+
+/// Loads (or makes, on first run) the HTTPS certificate for `NAME.local` and localhost,
+/// and starts the TLS front on `listen` in front of the web server's internal listener.
+fn start_https(
+    data: &Path,
+    listen: &str,
+    web: &crate::web::Web,
+    mdns: Option<&str>,
+) -> Result<(crate::web::tls::HttpsFront, crate::web::tls::CertInfo), AppError> {
+    let name = mdns.unwrap_or(crate::mdns::DEFAULT_NAME);
+    let names = [format!("{name}.local"), "localhost".to_owned()];
+    let (config, info) = crate::web::tls::load_or_create(data, &names).map_err(AppError::Tls)?;
+    let front =
+        crate::web::tls::HttpsFront::start(listen, config, web.tls_backend, web.peers.clone())
+            .map_err(AppError::Https)?;
+    log::info!(
+        "https: certificate {} has SHA-256 fingerprint {} (valid until {} UTC); \
+         check it in the browser on the first visit",
+        info.cert_path.display(),
+        info.fingerprint,
+        crate::model::format_utc(info.not_after)
+    );
+    Ok((front, info))
 }
 
 /// Runs one command line sent over the control socket, streaming its output back, then

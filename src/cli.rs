@@ -65,6 +65,13 @@ pub enum Command {
         /// Address and port of the web interface (port 0: any free port)
         #[arg(long, env = "POSTROOM_LISTEN", default_value = crate::web::DEFAULT_LISTEN, value_name = "ADDR:PORT")]
         listen: String,
+        /// Address and port of the web interface over HTTPS, with a self-signed
+        /// certificate kept in the data directory (port 0: any free port)
+        #[arg(long, env = "POSTROOM_HTTPS_LISTEN", default_value = crate::web::tls::DEFAULT_HTTPS_LISTEN, value_name = "ADDR:PORT")]
+        https_listen: String,
+        /// Do not serve HTTPS (plain HTTP only)
+        #[arg(long)]
+        no_https: bool,
         /// Host name announced by mDNS on the LAN (NAME.local); not announced when
         /// listening on loopback only
         #[arg(long, env = "POSTROOM_MDNS_NAME", default_value = crate::mdns::DEFAULT_NAME, value_name = "NAME")]
@@ -465,6 +472,8 @@ pub fn run(cli: Cli, argv: Vec<String>) -> Result<u8, AppError> {
     let data = cli.data.clone().unwrap_or_else(config::default_data_dir);
     if let Command::Serve {
         listen,
+        https_listen,
+        no_https,
         mdns_name,
         no_mdns,
     } = &cli.command
@@ -475,7 +484,8 @@ pub fn run(cli: Cli, argv: Vec<String>) -> Result<u8, AppError> {
             )));
         }
         let mdns = (!no_mdns).then_some(mdns_name.as_str());
-        app::serve(&data, listen, mdns)?;
+        let https = (!no_https).then_some(https_listen.as_str());
+        app::serve(&data, listen, https, mdns)?;
         return Ok(0);
     }
     let mut argv = argv;

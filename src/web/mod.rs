@@ -16,6 +16,8 @@ pub mod pages;
 pub mod sanitize;
 pub mod views;
 
+pub mod tls;
+
 use crate::fetch::AccountState;
 use crate::store::Store;
 use std::collections::BTreeMap;

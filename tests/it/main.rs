@@ -25,6 +25,7 @@ mod corpus;
 mod crash;
 mod dovecot_selftest;
 mod fakeserver;
+mod https;
 mod import;
 mod intake;
 mod outgoing;

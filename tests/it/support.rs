@@ -31,6 +31,7 @@ pub fn cmd(data: &Path, args: &[&str]) -> Command {
         .env_remove("POSTROOM_FAILPOINT")
         // `serve` takes any free port, so tests can run side by side.
         .env("POSTROOM_LISTEN", "127.0.0.1:0")
+        .env("POSTROOM_HTTPS_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn");
     c
 }
@@ -87,7 +88,14 @@ impl Drop for Serve {
 
 impl Serve {
     pub fn start(data: &Path, env: &[(&str, &str)]) -> Serve {
-        let mut c = cmd(data, &["serve"]);
+        Serve::start_with(data, &[], env)
+    }
+
+    /// `postroom serve ARGS...` with extra environment variables.
+    pub fn start_with(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
+        let mut argv = vec!["serve"];
+        argv.extend_from_slice(args);
+        let mut c = cmd(data, &argv);
         c.env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -181,4 +189,26 @@ pub fn http(port: u16, method: &str, path: &str) -> (u16, String, String) {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     (status, head.to_owned(), body.to_owned())
+}
+
+/// The HTTPS port from serve's "ready ... https on https://ADDR:PORT/" line.
+pub fn https_port(ready_line: &str) -> u16 {
+    let at = ready_line
+        .find("https on https://")
+        .expect("https address in the ready line");
+    let rest = &ready_line[at + "https on https://".len()..];
+    let hostport = rest.split('/').next().unwrap();
+    hostport.rsplit(':').next().unwrap().parse().expect("port")
+}
+
+/// The certificate fingerprint from serve's "... (certificate SHA-256 AB:CD:...)" note.
+pub fn https_fingerprint(ready_line: &str) -> String {
+    let at = ready_line
+        .find("certificate SHA-256 ")
+        .expect("fingerprint in the ready line");
+    ready_line[at + "certificate SHA-256 ".len()..]
+        .split(')')
+        .next()
+        .unwrap()
+        .to_owned()
 }
