@@ -48,6 +48,7 @@ pub enum AppError {
     Tls(crate::web::tls::TlsError),
     Smtp(crate::smtp::servers::SmtpConfigError),
     Mailbox(crate::mailboxes::MailboxError),
+    User(crate::users::UserError),
     Outbox(crate::outbox::OutboxError),
 }
 
@@ -84,6 +85,7 @@ impl std::fmt::Display for AppError {
             AppError::Tls(e) => e.fmt(f),
             AppError::Smtp(e) => e.fmt(f),
             AppError::Mailbox(e) => e.fmt(f),
+            AppError::User(e) => e.fmt(f),
             AppError::Outbox(e) => e.fmt(f),
         }
     }
@@ -288,6 +290,7 @@ pub fn serve(
     } else {
         None
     };
+    let https_port = web_ctx.https_port.clone();
     let web = crate::web::Web::start(listen, web_ctx, 4).map_err(AppError::Web)?;
     let web_addr = web.addr;
     let https = match https_listen.map(|l| start_https(&dir.path, l, &web, mdns)) {
@@ -298,6 +301,10 @@ pub fn serve(
         }
         None => None,
     };
+    if let Some((front, _)) = &https {
+        // From now on plain HTTP redirects to HTTPS once a user exists.
+        https_port.store(front.addr.port(), std::sync::atomic::Ordering::Relaxed);
+    }
     let https_note = https
         .as_ref()
         .map(|(front, info)| {

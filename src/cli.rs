@@ -148,6 +148,9 @@ pub enum Command {
     /// Add, change and list mailboxes (shared inboxes) and their addresses
     #[command(subcommand)]
     Mailbox(MailboxCmd),
+    /// Add, change and list the people who log in to the web UI
+    #[command(subcommand)]
+    User(UserCmd),
     /// Reply to a conversation: the body comes from --body-file or stdin
     Reply {
         /// Conversation number
@@ -276,6 +279,68 @@ pub struct MailboxFlags {
     /// Save a copy of each sent reply in this IMAP folder: ACCOUNT:FOLDER ("" removes it)
     #[arg(long, value_name = "ACCOUNT:FOLDER")]
     sent_folder: Option<String>,
+}
+
+/// The fields of a user, as flags (used by `user add` and `user edit`).
+#[derive(clap::Args, Debug, Default)]
+pub struct UserFlags {
+    /// Full name shown to the team
+    #[arg(long)]
+    name: Option<String>,
+    /// Personal address for notifications
+    #[arg(long)]
+    email: Option<String>,
+    /// admin (everything) or agent (the given mailboxes)
+    #[arg(long, value_name = "admin|agent")]
+    role: Option<String>,
+    /// Mailbox the user may see (repeatable; replaces the list)
+    #[arg(long = "mailbox", value_name = "NAME")]
+    mailboxes: Vec<String>,
+    /// Password (prefer --password-file: command lines are visible to other users)
+    #[arg(long)]
+    password: Option<String>,
+    /// Read the password from the first line of this file
+    #[arg(long, value_name = "FILE", conflicts_with = "password")]
+    password_file: Option<PathBuf>,
+    /// UI language: en, fr, or "" for the browser's
+    #[arg(long)]
+    language: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add a user (login, password; --role admin for an administrator)
+    Add {
+        /// Login name (letters, digits, . - _ @ +)
+        login: String,
+        #[command(flatten)]
+        flags: UserFlags,
+    },
+    /// Change a user (only the given fields change); a new password ends their sessions
+    Edit {
+        login: String,
+        #[command(flatten)]
+        flags: UserFlags,
+    },
+    /// Set a user's password (ends every session of the user)
+    Passwd {
+        login: String,
+        /// The new password
+        #[arg(long)]
+        password: Option<String>,
+        /// Read the new password from the first line of this file
+        #[arg(long, value_name = "FILE", conflicts_with = "password")]
+        password_file: Option<PathBuf>,
+    },
+    /// Disable a user: they cannot log in; their conversations stay
+    Disable { login: String },
+    /// Enable a disabled user again
+    Enable { login: String },
+    /// List the users
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -528,6 +593,7 @@ pub fn execute(dir: &DataDir, cmd: Command, service: Option<&Service>) -> Result
         Command::Fetch { name } => cmd_fetch(dir, &name, service.map(|s| &s.fetch)),
         Command::Smtp(cmd) => cmd_smtp(dir, cmd),
         Command::Mailbox(cmd) => cmd_mailbox(dir, cmd),
+        Command::User(cmd) => cmd_user(dir, cmd),
         Command::Reply {
             conv,
             body_file,
@@ -783,6 +849,12 @@ impl Command {
                 attach.iter_mut().for_each(abs);
             }
             Command::Note { body_file, .. } => body_file.iter_mut().for_each(abs),
+            Command::User(UserCmd::Add { flags, .. } | UserCmd::Edit { flags, .. }) => {
+                flags.password_file.iter_mut().for_each(abs)
+            }
+            Command::User(UserCmd::Passwd { password_file, .. }) => {
+                password_file.iter_mut().for_each(abs)
+            }
             Command::Mailbox(MailboxCmd::Add { flags, .. } | MailboxCmd::Edit { flags, .. }) => {
                 for p in [&mut flags.signature_file, &mut flags.auto_reply_body_file]
                     .into_iter()
@@ -1099,6 +1171,135 @@ fn mailbox_json(
             accounts.iter().find(|x| x.id == *a).map(|x| x.name.as_str()).unwrap_or("?")
         )),
     })
+}
+
+fn user_input(f: UserFlags) -> Result<crate::users::UserInput, AppError> {
+    Ok(crate::users::UserInput {
+        login: None,
+        name: f.name,
+        email: f.email,
+        role: f.role,
+        mailboxes: (!f.mailboxes.is_empty()).then_some(f.mailboxes),
+        password: password_flag(f.password, f.password_file.as_deref())?,
+        disabled: None,
+        language: f.language,
+        signature: None,
+    })
+}
+
+fn cmd_user(dir: &DataDir, cmd: UserCmd) -> Result<(), AppError> {
+    use crate::users;
+    let now = crate::model::Clock::now_secs(&SystemClock);
+    let ue = AppError::User;
+    let show = |u: &crate::model::UserRecord, names: &[crate::model::MailboxRecord]| {
+        let boxes: Vec<&str> = names
+            .iter()
+            .filter(|m| u.mailboxes.contains(&m.id))
+            .map(|m| m.name.as_str())
+            .collect();
+        format!(
+            "{} ({}, {}){}{}",
+            u.login,
+            u.name,
+            u.role.as_str(),
+            if u.is_admin() {
+                ", every mailbox".to_owned()
+            } else if boxes.is_empty() {
+                ", no mailbox yet".to_owned()
+            } else {
+                format!(", mailboxes: {}", boxes.join(", "))
+            },
+            if u.disabled { ", DISABLED" } else { "" }
+        )
+    };
+    let edit =
+        |login: &str, input: users::UserInput| -> Result<crate::model::UserRecord, AppError> {
+            dir.store
+                .write(|tx| users::edit(tx, login, &input, now).map_err(ue))
+        };
+    match cmd {
+        UserCmd::Add { login, flags } => {
+            let mut input = user_input(flags)?;
+            input.login = Some(login);
+            if input.password.is_none() {
+                return Err(AppError::Usage(
+                    "give the new user a password with --password-file FILE (or --password)".into(),
+                ));
+            }
+            let u = dir
+                .store
+                .write(|tx| users::add(tx, &input, now).map_err(ue))?;
+            out!("added user {}", show(&u, &dir.store.read()?.mailboxes()?));
+        }
+        UserCmd::Edit { login, flags } => {
+            let u = edit(&login, user_input(flags)?)?;
+            out!("changed user {}", show(&u, &dir.store.read()?.mailboxes()?));
+        }
+        UserCmd::Passwd {
+            login,
+            password,
+            password_file,
+        } => {
+            let Some(pw) = password_flag(password, password_file.as_deref())? else {
+                return Err(AppError::Usage(
+                    "give the new password with --password-file FILE (or --password)".into(),
+                ));
+            };
+            let input = users::UserInput {
+                password: Some(pw),
+                ..Default::default()
+            };
+            let u = edit(&login, input)?;
+            out!("password of {} changed; their sessions were ended", u.login);
+        }
+        UserCmd::Disable { login } => {
+            let u = edit(
+                &login,
+                users::UserInput {
+                    disabled: Some(true),
+                    ..Default::default()
+                },
+            )?;
+            out!("user {} disabled; their sessions were ended", u.login);
+        }
+        UserCmd::Enable { login } => {
+            let u = edit(
+                &login,
+                users::UserInput {
+                    disabled: Some(false),
+                    ..Default::default()
+                },
+            )?;
+            out!("user {} enabled", u.login);
+        }
+        UserCmd::List { json: json_out } => {
+            let r = dir.store.read()?;
+            let (list, boxes) = (r.users()?, r.mailboxes()?);
+            if json_out {
+                print_json(&serde_json::Value::Array(
+                    list.iter()
+                        .map(|u| {
+                            serde_json::json!({
+                                "id": u.id.0, "login": u.login, "name": u.name, "email": u.email,
+                                "role": u.role.as_str(), "disabled": u.disabled,
+                                "mailboxes": boxes.iter().filter(|m| u.mailboxes.contains(&m.id)).map(|m| m.name.clone()).collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect(),
+                ));
+                return Ok(());
+            }
+            if list.is_empty() {
+                out!(
+                    "no users yet: `postroom serve` prints a setup code for the first administrator, or use `postroom user add LOGIN --role admin --password-file FILE`"
+                );
+            }
+            for u in &list {
+                out!("{:<4} {}", u.id.0, show(u, &boxes));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn cmd_mailbox(dir: &DataDir, cmd: MailboxCmd) -> Result<(), AppError> {

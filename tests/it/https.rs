@@ -75,8 +75,10 @@ fn healthz_answers_over_https_with_the_certificate_in_the_data_dir() {
         serve.seen.join("\n")
     );
     healthz_ok(port, &fp);
-    let (status, _, _) = https(port, &fp, "GET", "/no/such/page");
-    assert_eq!(status, 404);
+    // Before the first user exists, every page leads to the setup page.
+    let (status, head, _) = https(port, &fp, "GET", "/no/such/page");
+    assert_eq!(status, 303);
+    assert!(head.contains("Location: /setup"), "{head}");
     serve.stop();
 }
 

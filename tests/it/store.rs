@@ -64,6 +64,30 @@ fn fill_fixture(data: &Path) {
             Ok::<_, postroom::store::StoreError>(())
         })
         .unwrap();
+    // Since version 4: an agent who sees Support, assigned to conversation 1, who read it.
+    dir.store
+        .write(|tx| {
+            let support = postroom::mailboxes::find(tx, "Support").unwrap();
+            let u = postroom::users::add(
+                tx,
+                &postroom::users::UserInput {
+                    login: Some("ann".into()),
+                    name: Some("Ann Agent".into()),
+                    role: Some("agent".into()),
+                    mailboxes: Some(vec![support.name]),
+                    password: Some(postroom::secret::Secret::new("fixture password")),
+                    ..Default::default()
+                },
+                1_795_000_000,
+            )
+            .unwrap();
+            let mut c = tx.conversation(ConvId(1))?.unwrap();
+            c.assignee = Some(u.id);
+            tx.put_conversation(&c)?;
+            tx.set_read(u.id, ConvId(1), c.last_activity)?;
+            Ok::<_, postroom::store::StoreError>(())
+        })
+        .unwrap();
 }
 
 #[test]
@@ -93,6 +117,21 @@ fn fixture_opens_and_reads(version: u32) {
         assert_eq!(support.address.as_deref(), Some("support@example.org"));
         assert_eq!(support.aliases[0].address, "help@example.org");
         assert_eq!(support.smtp, Some(smtp[0].id));
+    }
+    if version >= 4 {
+        let r = store.read().unwrap();
+        let ann = r.user_by_login("ANN").unwrap().expect("the fixture's user");
+        assert_eq!(ann.name, "Ann Agent");
+        assert!(postroom::users::verify_password(
+            &ann.password_hash,
+            &postroom::secret::Secret::new("fixture password")
+        ));
+        let c = r.conversation(ConvId(1)).unwrap().unwrap();
+        assert_eq!(c.assignee, Some(ann.id));
+        assert_eq!(
+            r.read_mark(ann.id, ConvId(1)).unwrap(),
+            Some(c.last_activity)
+        );
     }
     let r = store.read().unwrap();
     assert_eq!(

@@ -108,8 +108,10 @@ fn healthz_reports_the_store_and_a_failing_account() {
     assert_eq!(f["account"], "broken");
     assert_eq!(f["ok"], false);
     assert!(f["state"].as_str().unwrap().contains("error"), "{f}");
-    let (status, _, _) = http(port, "GET", "/no/such/page");
-    assert_eq!(status, 404);
+    // Before the first user exists, every page leads to the setup page.
+    let (status, head, _) = http(port, "GET", "/no/such/page");
+    assert_eq!(status, 303);
+    assert!(head.contains("Location: /setup"), "{head}");
     let (status, _, _) = http(port, "POST", "/healthz");
     assert_eq!(status, 405);
     serve.stop();
