@@ -709,7 +709,9 @@ fn escape(c: &mut Cur) -> char {
 fn name(c: &mut Cur) -> String {
     let mut v = String::new();
     loop {
-        if false {
+        if c.at_escape() {
+            c.bump();
+            v.push(escape(c));
         } else if let Some(ch) = c.peek().filter(|&ch| is_name_char(ch)) {
             c.bump();
             v.push(ch);
@@ -860,6 +862,7 @@ fn css(src: &str, policy: &Policy, tally: &mut Tally) -> String {
     let mut out = String::with_capacity(src.len());
     let mut c = Cur { s: src, i: 0 };
     while let Some(ch) = c.peek() {
+        let before = c.i;
         if ch == '/' && c.peek2() == Some('*') {
             c.bump();
             c.bump();
@@ -933,6 +936,11 @@ fn css(src: &str, policy: &Policy, tally: &mut Tally) -> String {
             } else {
                 out.push(ch);
             }
+        }
+        if c.i == before {
+            // Every branch consumes; should one ever not, skip a character rather than
+            // loop forever.
+            c.bump();
         }
     }
     out
@@ -1402,7 +1410,7 @@ mod tests {
     fn style_element_is_kept_and_filtered() {
         let s = clean(
             "<style type=\"text/css\">@import url(https://evil.example/x.css); \
-             @\\69mport 'https://evil.example/y.css'; /* note */ \
+             @\\69mport 'https://evil.example/y.css'; @IMPORT \"a.css\"; /* note */ \
              .a{background:url(http://t.example/s)} .b{color:red} \
              .c{background:url(data:image/gif;base64,R0lGOD==)}</style><p class=\"b\">x</p>",
         );
@@ -1412,7 +1420,7 @@ mod tests {
             s.html
         );
         assert!(
-            !s.html.contains("@import") && !s.html.contains("@\\69mport"),
+            !s.html.to_lowercase().contains("@import") && !s.html.contains("@\\69mport"),
             "{}",
             s.html
         );
@@ -1436,7 +1444,11 @@ mod tests {
     fn style_element_cannot_be_closed_early() {
         // `</stylex>` does not end the element, so its text holds markup; the filter
         // escapes every `<` so that the browser cannot end it earlier than we did.
-        let out = clean("<style>a{}</stylex><img src=x onerror=alert(1)></style><p>after</p>").html;
+        let out = clean(
+            "<style>a{}</stylex><img src=x onerror=alert(1)> b{content:\"</stylex><img src=y>\"} \
+             @</stylex><img src=z></style><p>after</p>",
+        )
+        .html;
         assert!(!out.contains("<img") && !out.contains("</stylex"), "{out}");
         assert!(out.ends_with("</style><p>after</p>"), "{out}");
         assert_eq!(out.matches("</style>").count(), 1, "{out}");
@@ -1489,7 +1501,8 @@ mod tests {
              <img src=\"HTTPS://t.example/b.png\"><img src=\"//t.example/c.png\">\
              <table background=\"http://t.example/bg.png\"><tr><td background=\"//t.example/td\">x</td></tr></table>\
              <div style=\"background-image:url('https://t.example/d')\">y</div>\
-             <a href=\"https://example.com/\">a link is not remote content</a>",
+             <a href=\"https://example.com/\">a link is not remote content</a>\
+             <form style=\"background:url(http://t.example/f)\">a dropped element is not counted</form>",
         );
         assert!(!s.html.contains("t.example"), "{}", s.html);
         assert!(
