@@ -60,6 +60,7 @@
 use ammonia::Url;
 use ammonia::url::ParseError;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -95,91 +96,23 @@ const UNSHOWABLE: &str =
     "<p><em>This message&#39;s formatting cannot be shown safely. Its text part may help.</em></p>";
 
 /// Elements kept. Whatever is not listed is dropped, its text kept.
+#[rustfmt::skip]
 const TAGS: &[&str] = &[
-    "a",
-    "abbr",
-    "acronym",
-    "address",
-    "article",
-    "aside",
-    "b",
-    "bdi",
-    "bdo",
-    "big",
-    "blockquote",
-    "br",
-    "caption",
-    "center",
-    "cite",
-    "code",
-    "col",
-    "colgroup",
-    "dd",
-    "del",
-    "details",
-    "dfn",
-    "div",
-    "dl",
-    "dt",
-    "em",
-    "figcaption",
-    "figure",
-    "font",
-    "footer",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "header",
-    "hgroup",
-    "hr",
-    "i",
-    "img",
-    "ins",
-    "kbd",
-    "label",
-    "li",
-    "main",
-    "mark",
-    "nav",
-    "ol",
-    "p",
-    "pre",
-    "q",
-    "rp",
-    "rt",
-    "ruby",
-    "s",
-    "samp",
-    "section",
-    "small",
-    "span",
-    "strike",
-    "strong",
-    "style",
-    "sub",
-    "summary",
-    "sup",
-    "table",
-    "tbody",
-    "td",
-    "tfoot",
-    "th",
-    "thead",
-    "time",
-    "tr",
-    "tt",
-    "u",
-    "ul",
-    "var",
-    "wbr",
+    "a", "abbr", "acronym", "address", "article", "aside", "b", "bdi", "bdo", "big",
+    "blockquote", "br", "caption", "center", "cite", "code", "col", "colgroup", "dd",
+    "del", "details", "dfn", "div", "dl", "dt", "em", "figcaption", "figure", "font",
+    "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "i", "img",
+    "ins", "kbd", "label", "li", "main", "mark", "nav", "ol", "p", "pre", "q", "rp", "rt",
+    "ruby", "s", "samp", "section", "small", "span", "strike", "strong", "style", "sub",
+    "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "time", "tr", "tt",
+    "u", "ul", "var", "wbr",
 ];
 
 /// Elements dropped together with everything inside them.
+#[rustfmt::skip]
 const DROP_WITH_CONTENT: &[&str] = &[
-    "script", "title", "noscript", "template", "iframe", "noembed", "noframes", "object", "applet",
+    "script", "title", "noscript", "template", "iframe", "noembed", "noframes", "object",
+    "applet",
 ];
 
 /// Attributes every kept element may carry.
@@ -187,63 +120,23 @@ const GENERIC_ATTRS: &[&str] = &["style", "class", "id", "dir", "lang", "title",
 
 /// Attributes particular elements may carry. URL-valued ones (`href`, `src`,
 /// `background`) are checked again by [`Shared::attribute`].
+#[rustfmt::skip]
 const TAG_ATTRS: &[(&str, &[&str])] = &[
     ("a", &["href", "name"]),
-    (
-        "img",
-        &[
-            "src", "alt", "width", "height", "border", "hspace", "vspace", "valign",
-        ],
-    ),
+    ("img", &["src", "alt", "width", "height", "border", "hspace", "vspace", "valign"]),
     ("font", &["color", "face", "size"]),
-    (
-        "table",
-        &[
-            "width",
-            "height",
-            "border",
-            "cellpadding",
-            "cellspacing",
-            "bgcolor",
-            "background",
-            "frame",
-            "rules",
-            "summary",
-            "valign",
-        ],
-    ),
-    (
-        "td",
-        &[
-            "width",
-            "height",
-            "valign",
-            "colspan",
-            "rowspan",
-            "bgcolor",
-            "background",
-            "nowrap",
-            "scope",
-            "abbr",
-            "headers",
-        ],
-    ),
-    (
-        "th",
-        &[
-            "width",
-            "height",
-            "valign",
-            "colspan",
-            "rowspan",
-            "bgcolor",
-            "background",
-            "nowrap",
-            "scope",
-            "abbr",
-            "headers",
-        ],
-    ),
+    ("table", &[
+        "width", "height", "border", "cellpadding", "cellspacing", "bgcolor", "background",
+        "frame", "rules", "summary", "valign",
+    ]),
+    ("td", &[
+        "width", "height", "valign", "colspan", "rowspan", "bgcolor", "background",
+        "nowrap", "scope", "abbr", "headers",
+    ]),
+    ("th", &[
+        "width", "height", "valign", "colspan", "rowspan", "bgcolor", "background",
+        "nowrap", "scope", "abbr", "headers",
+    ]),
     ("tr", &["valign", "bgcolor", "height", "background"]),
     ("thead", &["valign"]),
     ("tbody", &["valign"]),
@@ -314,9 +207,23 @@ fn sanitize(html: &str, opts: &HtmlOptions) -> SafeHtml {
             blocked: shared.blocked.load(Ordering::Relaxed),
             remote: shared.remote.load(Ordering::Relaxed),
         };
+        // Stylesheets are filtered after ammonia, with the same bounded lookups.
+        let cids = RefCell::new(cids);
+        let cid = |key: &str| {
+            if let Some(url) = cids.borrow().get(key) {
+                return url.clone();
+            }
+            let mut cids = cids.borrow_mut();
+            if cids.len() >= MAX_CIDS {
+                return None;
+            }
+            let url = (opts.cid_url)(key);
+            cids.insert(key.to_owned(), url.clone());
+            url
+        };
         let policy = Policy {
             load_remote: opts.load_remote_images,
-            cid: opts.cid_url,
+            cid: &cid,
         };
         let html = style_elements(out, &policy, &mut tally);
         return SafeHtml {
@@ -558,7 +465,10 @@ fn percent_decode(s: &str) -> String {
 fn cid_candidates(html: &str) -> Vec<String> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for (i, _) in html.match_indices(':') {
+    let mut from = 0;
+    while let Some(colon) = html.get(from..).and_then(|rest| rest.find(':')) {
+        let i = from + colon;
+        from = i + 1;
         if out.len() >= MAX_CIDS {
             break;
         }
@@ -570,10 +480,12 @@ fn cid_candidates(html: &str) -> Vec<String> {
             continue;
         }
         let rest = html.get(i + 1..).unwrap_or("");
+        // At most 998 bytes, and the scan resumes after them: the work stays linear.
         let end = rest
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | '>'))
-            .unwrap_or(rest.len())
-            .min(998);
+            .char_indices()
+            .find(|&(n, c)| n >= 998 || c.is_whitespace() || matches!(c, '"' | '\'' | ')' | '>'))
+            .map_or(rest.len(), |(n, _)| n);
+        from += end;
         let key = cid_key(rest.get(..end).unwrap_or(""));
         if !key.is_empty() && seen.insert(key.clone()) {
             out.push(key);
@@ -947,11 +859,12 @@ fn css(src: &str, policy: &Policy, tally: &mut Tally) -> String {
 }
 
 /// Plain text as HTML: escaped, http/https/mailto URLs linked, quoted lines (`>`) in
-/// `<span class="q">`, line breaks and runs of spaces kept (`white-space: pre-wrap`).
+/// `<span class="q">`, line breaks and runs of spaces kept (the page's stylesheet gives
+/// `.plain` `white-space: pre-wrap`; no inline style, which the page CSP forbids).
 pub fn text_to_html(text: &str) -> String {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let mut out = String::with_capacity(text.len() + text.len() / 8 + 96);
-    out.push_str("<div class=\"plain\" style=\"white-space:pre-wrap;overflow-wrap:anywhere\">");
+    out.push_str("<div class=\"plain\">");
     for (n, line) in text.split('\n').enumerate() {
         if n > 0 {
             out.push('\n');
@@ -992,8 +905,10 @@ fn linkify(line: &str, out: &mut String) {
                 rest = from.get(len..).unwrap_or("");
             }
             None => {
-                let (scheme, after) = split(from, scheme_len);
-                push_escaped(out, scheme);
+                // Not a URL after all: its text as text. Skipping all of it (not just the
+                // scheme) keeps a line of `http://[http://[...` linear.
+                let (text, after) = split(from, len.max(scheme_len));
+                push_escaped(out, text);
                 rest = after;
             }
         }
@@ -1026,19 +941,25 @@ fn link_len(s: &str) -> usize {
         .find(|c: char| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
         .unwrap_or(s.len());
     let mut url = s.get(..end).unwrap_or("");
+    // Brackets opened and closed, counted once (a count per stripped character would be
+    // quadratic on a line of a million `)`).
+    let pairs = [('(', ')'), ('[', ']'), ('{', '}')];
+    let mut balance = pairs
+        .map(|(open, close)| url.matches(open).count() as i64 - url.matches(close).count() as i64);
     while let Some(last) = url.chars().next_back() {
-        let unbalanced = |open: char, close: char| {
-            last == close && url.matches(open).count() < url.matches(close).count()
+        let closing = pairs.iter().position(|&(_, close)| close == last);
+        let strip = match closing.and_then(|n| balance.get_mut(n)) {
+            Some(b) if *b < 0 => {
+                *b += 1;
+                true
+            }
+            Some(_) => false,
+            None => matches!(last, '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '*'),
         };
-        if matches!(last, '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '*')
-            || unbalanced('(', ')')
-            || unbalanced('[', ']')
-            || unbalanced('{', '}')
-        {
-            url = url.get(..url.len() - last.len_utf8()).unwrap_or("");
-        } else {
+        if !strip {
             break;
         }
+        url = url.get(..url.len() - last.len_utf8()).unwrap_or("");
     }
     url.len()
 }
@@ -1564,9 +1485,9 @@ mod tests {
              <style>.q{background:url(\"/m/7/part/sheet@x\")}</style>"
         );
         assert_eq!((s.remote_images_blocked, s.has_remote_content), (0, false));
-        // Six distinct references in the raw text, the entity-spelled one found by the
-        // second pass, and the stylesheet's looked up once more after ammonia.
-        assert_eq!(calls.get(), 8);
+        // Six distinct references in the raw text (the stylesheet's too), and the
+        // entity-spelled one found by the second pass: each looked up once.
+        assert_eq!(calls.get(), 7);
     }
 
     #[test]
@@ -1771,7 +1692,7 @@ mod tests {
     fn text_markup_is_escaped() {
         assert_eq!(
             text_to_html("<script>alert(\"x\")</script> & 'y'"),
-            "<div class=\"plain\" style=\"white-space:pre-wrap;overflow-wrap:anywhere\">\
+            "<div class=\"plain\">\
              &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;</div>"
         );
     }
@@ -1853,6 +1774,25 @@ mod tests {
     }
 
     #[test]
+    fn text_and_cid_floods_complete() {
+        let text = "http://example.com/".to_owned()
+            + &")".repeat(1 << 20)
+            + " and "
+            + &"(".repeat(1 << 20);
+        let out = text_to_html(&text);
+        assert!(
+            out.contains("<a href=\"http://example.com/\""),
+            "{}",
+            &out[..200]
+        );
+        assert_eq!(out.matches(')').count(), 1 << 20);
+        let out = text_to_html(&"http://[".repeat(1 << 17));
+        assert!(!out.contains("<a "));
+        let html = "cid:".repeat(1 << 19);
+        assert!(clean(&html).html.starts_with("cid:"));
+    }
+
+    #[test]
     fn text_quoted_lines_are_marked() {
         let out = text_to_html("Thanks!\n> quoted\n>> deeper\n  > indented\nnot > quoted");
         assert!(
@@ -1875,7 +1815,10 @@ mod tests {
     fn text_line_breaks_are_kept_and_controls_dropped() {
         let out = text_to_html("a\r\nb\rc\n\n  d\0\u{1b}[31me\tf");
         assert!(out.contains(">a\nb\nc\n\n  d[31me\tf</div>"), "{out:?}");
-        assert!(out.contains("white-space:pre-wrap"), "{out}");
+        // The page's stylesheet gives `.plain` its `white-space: pre-wrap`; no inline
+        // style, which the page's CSP (style-src 'self') would block.
+        assert!(out.starts_with("<div class=\"plain\">"), "{out}");
+        assert!(!out.contains("style="), "{out}");
     }
 
     #[test]
