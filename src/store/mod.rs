@@ -274,6 +274,7 @@ pub struct Tx<'t> {
     read_marks: Table<'t, (u64, u64), i64>,
     drafts: Table<'t, (u64, u64), &'static [u8]>,
     inbox: Table<'t, (u64, u8, u64, u64), ()>,
+    inbox_counts: Table<'t, (u64, u8), u64>,
     customer_convs: Table<'t, (&'static str, u64), ()>,
 }
 
@@ -355,6 +356,7 @@ impl<'t> Tx<'t> {
             read_marks: txn.open_table(READ_MARKS).ctx(OP)?,
             drafts: txn.open_table(DRAFTS).ctx(OP)?,
             inbox: txn.open_table(INBOX).ctx(OP)?,
+            inbox_counts: txn.open_table(INBOX_COUNTS).ctx(OP)?,
             customer_convs: txn.open_table(CUSTOMER_CONVS).ctx(OP)?,
         })
     }
@@ -603,15 +605,37 @@ impl<'t> Tx<'t> {
         )
     }
 
+    fn count_inbox(&mut self, mailbox: u64, bucket: u8, delta: i64) -> Result<(), StoreError> {
+        const OP: &str = "counting the inbox";
+        let n = self
+            .inbox_counts
+            .get((mailbox, bucket))
+            .ctx(OP)?
+            .map(|g| g.value())
+            .unwrap_or(0);
+        let n = if delta < 0 {
+            n.saturating_sub(delta.unsigned_abs())
+        } else {
+            n.saturating_add(delta.unsigned_abs())
+        };
+        self.inbox_counts.insert((mailbox, bucket), n).ctx(OP)?;
+        Ok(())
+    }
+
     /// Writes a conversation and keeps the inbox and customer indexes in step with it.
     pub fn put_conversation(&mut self, c: &ConversationRecord) -> Result<(), StoreError> {
         const OP: &str = "writing a conversation";
         let old = self.conversation(c.id)?;
         if let Some(old) = &old {
             if let Some(b) = old.bucket() {
-                self.inbox
+                let was = self
+                    .inbox
                     .remove((old.mailbox.0, b, inbox_time(old.last_activity), old.id.0))
-                    .ctx(OP)?;
+                    .ctx(OP)?
+                    .is_some();
+                if was {
+                    self.count_inbox(old.mailbox.0, b, -1)?;
+                }
             }
             if let Some(a) = &old.customer {
                 let k = a.email.to_lowercase();
@@ -622,9 +646,14 @@ impl<'t> Tx<'t> {
             .insert(c.id.0, codec::encode_conversation(c).as_slice())
             .ctx(OP)?;
         if let Some(b) = c.bucket() {
-            self.inbox
+            let was = self
+                .inbox
                 .insert((c.mailbox.0, b, inbox_time(c.last_activity), c.id.0), ())
-                .ctx(OP)?;
+                .ctx(OP)?
+                .is_some();
+            if !was {
+                self.count_inbox(c.mailbox.0, b, 1)?;
+            }
         }
         if let Some(a) = c.customer.as_ref().filter(|a| !a.email.is_empty()) {
             let k = a.email.to_lowercase();

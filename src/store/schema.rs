@@ -137,6 +137,10 @@ pub const DRAFTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dra
 /// only. Since version 4.
 pub const INBOX: TableDefinition<(u64, u8, u64, u64), ()> = TableDefinition::new("inbox");
 
+/// `(MailboxId, bucket) -> number of conversations in INBOX under it`. Kept by
+/// `Tx::put_conversation` only. Since version 4.
+pub const INBOX_COUNTS: TableDefinition<(u64, u8), u64> = TableDefinition::new("inbox_counts");
+
 /// `(customer address lower-cased, ConvId) -> ()`: each customer's conversations. Kept by
 /// `Tx::put_conversation` only. Since version 4.
 pub const CUSTOMER_CONVS: TableDefinition<(&str, u64), ()> = TableDefinition::new("customer_convs");

@@ -376,16 +376,54 @@ impl Reader {
 
     /// How many conversations `mailbox` has in `bucket`.
     pub fn inbox_count(&self, mailbox: MailboxId, bucket: u8) -> Result<u64, StoreError> {
-        let Some(t) = read_table!(self, INBOX) else {
+        let Some(t) = read_table!(self, INBOX_COUNTS) else {
             return Ok(0);
         };
-        let range = (mailbox.0, bucket, 0u64, 0u64)..=(mailbox.0, bucket, u64::MAX, u64::MAX);
-        let mut n = 0;
-        for item in t.range(range).ctx("counting the inbox")? {
-            item.ctx("counting the inbox")?;
-            n += 1;
+        Ok(t.get((mailbox.0, bucket))
+            .ctx("counting the inbox")?
+            .map(|g| g.value())
+            .unwrap_or(0))
+    }
+
+    /// The conversations `ids` that exist, in that order (one table open for all).
+    pub fn conversations_by_id(
+        &self,
+        ids: &[ConvId],
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        let Some(t) = self.table_u64(CONVERSATIONS)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(c) = get_decoded(
+                &t,
+                id.0,
+                "reading a conversation",
+                codec::decode_conversation,
+            )? {
+                out.push(c);
+            }
         }
-        Ok(n)
+        Ok(out)
+    }
+
+    /// Every read mark of `user`: conversation -> the `last_activity` seen.
+    pub fn read_marks_of(
+        &self,
+        user: UserId,
+    ) -> Result<std::collections::HashMap<ConvId, i64>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        let Some(t) = read_table!(self, READ_MARKS) else {
+            return Ok(out);
+        };
+        for item in t
+            .range((user.0, 0)..=(user.0, u64::MAX))
+            .ctx("reading read marks")?
+        {
+            let (k, v) = item.ctx("reading read marks")?;
+            out.insert(ConvId(k.value().1), v.value());
+        }
+        Ok(out)
     }
 
     /// The conversations whose customer is `email`, newest id first.

@@ -445,6 +445,11 @@ pub fn is_unread(r: &Reader, user: UserId, c: &ConversationRecord) -> Result<boo
         .is_none_or(|seen| seen < c.last_activity))
 }
 
+/// Whether a conversation is unread given the user's read marks.
+pub fn unread_in(marks: &std::collections::HashMap<ConvId, i64>, c: &ConversationRecord) -> bool {
+    marks.get(&c.id).is_none_or(|seen| *seen < c.last_activity)
+}
+
 /// A listing: conversations of one folder over some mailboxes.
 pub struct Listing {
     pub rows: Vec<ConversationRecord>,
@@ -464,27 +469,23 @@ pub fn listing(
 ) -> Result<Listing, StoreError> {
     // Active and pending conversations are few (the work in hand): read them all, for the
     // assignee folders and the unread counts. Closed and spam come from the index.
-    let mut open: Vec<ConversationRecord> = Vec::new();
+    let mut open_ids = Vec::new();
     for mb in mailboxes {
         for bucket in [0u8, 1] {
-            for (_, id) in r.inbox_all(*mb, bucket, None)? {
-                if let Some(c) = r.conversation(id)? {
-                    open.push(c);
-                }
-            }
+            open_ids.extend(
+                r.inbox_all(*mb, bucket, None)?
+                    .into_iter()
+                    .map(|(_, id)| id),
+            );
         }
     }
+    let mut open = r.conversations_by_id(&open_ids)?;
     open.sort_by_key(|c| std::cmp::Reverse((c.last_activity, c.id)));
+    let marks = r.read_marks_of(user.id)?;
     let mut counts = BTreeMap::new();
-    let mut count = |name: &'static str, convs: &[&ConversationRecord]| -> Result<(), StoreError> {
-        let mut unread = 0;
-        for c in convs {
-            if is_unread(r, user.id, c)? {
-                unread += 1;
-            }
-        }
+    let mut count = |name: &'static str, convs: &[&ConversationRecord]| {
+        let unread = convs.iter().filter(|c| unread_in(&marks, c)).count();
         counts.insert(name, (convs.len(), unread));
-        Ok(())
     };
     let unassigned: Vec<&ConversationRecord> =
         open.iter().filter(|c| c.assignee.is_none()).collect();
@@ -493,9 +494,9 @@ pub fn listing(
         .filter(|c| c.assignee == Some(user.id))
         .collect();
     let assigned: Vec<&ConversationRecord> = open.iter().filter(|c| c.assignee.is_some()).collect();
-    count("unassigned", &unassigned)?;
-    count("mine", &mine)?;
-    count("assigned", &assigned)?;
+    count("unassigned", &unassigned);
+    count("mine", &mine);
+    count("assigned", &assigned);
     let drafts: Vec<ConvId> = r.drafts_of(user.id)?.into_iter().map(|(c, _)| c).collect();
     let mut draft_convs = Vec::new();
     for id in &drafts {
@@ -555,13 +556,13 @@ pub fn listing(
                 heads.extend(r.inbox_all(*mb, bucket, Some(skip + per_page))?);
             }
             heads.sort_by_key(|(t, id)| std::cmp::Reverse((*t, *id)));
-            let mut rows = Vec::new();
-            for (_, id) in heads.into_iter().skip(skip).take(per_page) {
-                if let Some(c) = r.conversation(id)? {
-                    rows.push(c);
-                }
-            }
-            (rows, total)
+            let ids: Vec<ConvId> = heads
+                .into_iter()
+                .skip(skip)
+                .take(per_page)
+                .map(|(_, id)| id)
+                .collect();
+            (r.conversations_by_id(&ids)?, total)
         }
     };
     Ok(Listing {

@@ -154,6 +154,11 @@ fn fixture_opens_and_reads(version: u32) {
     let page = r.inbox_page(MailboxId(1), 0, 0, 10).unwrap();
     assert_eq!(page.total, 2, "both active conversations are listed");
     assert_eq!(page.convs.len(), 2);
+    assert_eq!(
+        r.inbox_count(MailboxId(1), 0).unwrap(),
+        2,
+        "the count index agrees"
+    );
     let customer = convs[0].customer.as_ref().unwrap().email.to_uppercase();
     assert!(
         r.customer_conversations(&customer)
