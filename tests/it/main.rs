@@ -33,3 +33,4 @@ mod smtpd_selftest;
 mod store;
 mod threading;
 mod web;
+mod webui_browser;
