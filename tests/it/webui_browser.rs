@@ -327,6 +327,14 @@ fn the_team_works_a_conversation_in_the_browser() {
         assert!(listed.contains(subject), "{subject} in {listed}");
     }
     screenshot(&b, "inbox.png");
+    // The header's `.who` style once turned the inbox's `td.who` into a flex box.
+    assert_eq!(
+        b.exec(
+            "return getComputedStyle(document.querySelector('td.who')).display",
+            vec![]
+        ),
+        json!("table-cell")
+    );
 
     // Open one conversation from the list.
     let target = b
