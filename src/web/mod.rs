@@ -407,12 +407,17 @@ fn respond(ctx: &WebCtx, mut req: tiny_http::Request, peer: Peer) {
         .iter()
         .any(|(k, _)| k == "Content-Security-Policy");
     let own_frame = reply.headers.iter().any(|(k, _)| k == "X-Frame-Options");
+    let own_referrer = reply.headers.iter().any(|(k, _)| k == "Referrer-Policy");
     for (k, v) in [
         ("X-Content-Type-Options", "nosniff"),
-        ("Referrer-Policy", "no-referrer"),
         ("Cross-Origin-Opener-Policy", "same-origin"),
     ] {
         add(k, v);
+    }
+    // Not "no-referrer": with it browsers send `Origin: null` on form posts, and the
+    // same-origin check refuses every form. "same-origin" sends nothing to other sites.
+    if !own_referrer {
+        add("Referrer-Policy", "same-origin");
     }
     if !reply.headers.iter().any(|(k, _)| k == "Cache-Control") {
         add("Cache-Control", "no-store");

@@ -1072,6 +1072,7 @@ fn message_part(
                     &sanitize::frame_csp(images, &origin),
                 )
                 .with("X-Frame-Options", "SAMEORIGIN")
+                .with("Referrer-Policy", "no-referrer")
         }
         ("part", [n]) | ("cid", [n]) => {
             let Ok(index) = n.parse::<u32>() else {

@@ -34,3 +34,4 @@ mod store;
 mod threading;
 mod web;
 mod webui;
+mod webui_browser;
