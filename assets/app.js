@@ -83,6 +83,15 @@
     form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(save, 800); });
     form.addEventListener("submit", () => clearTimeout(timer));
   });
+  // Reply all: everyone else on the customer's last message goes to Cc.
+  const all = document.getElementById("reply-all");
+  if (all) all.addEventListener("click", () => {
+    const cc = document.getElementById("reply-cc");
+    const have = cc.value.split(/[,;]/).map((x) => x.trim().toLowerCase()).filter(Boolean);
+    all.dataset.cc.split(",").map((x) => x.trim()).filter((x) => x && !have.includes(x.toLowerCase())).forEach((x) => have.push(x));
+    cc.value = have.join(", ");
+    document.getElementById("reply-body").focus();
+  });
   // Open the tab of a note draft.
   const noteBody = document.getElementById("note-body");
   if (noteBody && noteBody.value.trim() && !document.getElementById("reply-body").value.trim()) showTab("note");

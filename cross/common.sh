@@ -95,7 +95,7 @@ runner_for() {
 start_serve() {
   local runner=$1 bin=$2 data=$3 log=$4 timeout=${5:-60}
   # shellcheck disable=SC2086  # RUNNER is empty or one word
-  $runner "$bin" --data "$data" serve --listen 127.0.0.1:0 >"$log.out" 2>"$log" &
+  $runner "$bin" --data "$data" serve --listen 127.0.0.1:0 --https-listen 127.0.0.1:0 >"$log.out" 2>"$log" &
   SERVE_PID=$!
   local waited=0
   while ! grep -q 'ready' "$log" 2>/dev/null; do

@@ -291,6 +291,7 @@ pub fn serve(
         None
     };
     let https_port = web_ctx.https_port.clone();
+    let fingerprint = web_ctx.cert_fingerprint.clone();
     let web = crate::web::Web::start(listen, web_ctx, 4).map_err(AppError::Web)?;
     let web_addr = web.addr;
     let https = match https_listen.map(|l| start_https(&dir.path, l, &web, mdns)) {
@@ -301,9 +302,10 @@ pub fn serve(
         }
         None => None,
     };
-    if let Some((front, _)) = &https {
+    if let Some((front, info)) = &https {
         // From now on plain HTTP redirects to HTTPS once a user exists.
         https_port.store(front.addr.port(), std::sync::atomic::Ordering::Relaxed);
+        let _ = fingerprint.set(info.fingerprint.clone());
     }
     let https_note = https
         .as_ref()

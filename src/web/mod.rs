@@ -45,6 +45,9 @@ pub struct WebCtx {
     /// Bumped by every change made through the web, for the pages' live refresh.
     pub changes: Arc<std::sync::atomic::AtomicU64>,
     pub clock: Arc<dyn crate::model::Clock>,
+    /// SHA-256 of the HTTPS certificate, shown on the setup page to compare with the
+    /// browser's.
+    pub cert_fingerprint: Arc<std::sync::OnceLock<String>>,
 }
 
 impl WebCtx {
@@ -60,6 +63,7 @@ impl WebCtx {
             https_port: Arc::default(),
             changes: Arc::default(),
             clock: Arc::new(crate::model::SystemClock),
+            cert_fingerprint: Arc::default(),
         }
     }
 

@@ -258,6 +258,8 @@ fn setup(ctx: &WebCtx, req: &Req) -> Reply {
                 json!({
                     "lang": lang, "csrf": token, "errors": errs,
                     "open": ctx.setup.is_open(now),
+                    "fingerprint": ctx.cert_fingerprint.get(),
+                    "https": req.peer.https,
                     "login": form.text("login"), "name": form.text("name"),
                     "email": form.text("email"),
                 }),
@@ -882,6 +884,25 @@ fn conversation(
         let reply_to = last_in
             .or_else(|| c.customer.as_ref().map(|a| a.email.clone()))
             .unwrap_or_default();
+        // Reply all: everyone else on the newest customer message, never our own addresses.
+        let ours: Vec<String> = r
+            .mailboxes()?
+            .iter()
+            .flat_map(|m| m.addresses().into_iter().map(|(a, _)| a.to_lowercase()))
+            .collect();
+        let mut all_cc: Vec<String> = Vec::new();
+        if let Some(m) = msgs.iter().rev().find(|m| m.direction == Direction::In) {
+            for a in m.to.iter().chain(m.cc.iter()) {
+                let e = a.email.to_lowercase();
+                if !e.is_empty()
+                    && !ours.contains(&e)
+                    && e != reply_to.to_lowercase()
+                    && !all_cc.contains(&e)
+                {
+                    all_cc.push(e);
+                }
+            }
+        }
         let statuses: Vec<Value> = [
             Status::Active,
             Status::Pending,
@@ -913,6 +934,7 @@ fn conversation(
             "messages": items,
             "from_choices": from_choices,
             "reply_to": reply_to,
+            "reply_all_cc": all_cc.join(", "),
             "agents": agents,
             "others": others,
             "move_to": mailboxes_to_move,

@@ -151,7 +151,8 @@ fn postroom(data: &Path) -> Command {
         .env_remove("POSTROOM_DATA")
         .env_remove("POSTROOM_FAILPOINT")
         .env_remove("POSTROOM_KEY_FILE")
-        .env("POSTROOM_LISTEN", "127.0.0.1:0");
+        .env("POSTROOM_LISTEN", "127.0.0.1:0")
+        .env("POSTROOM_HTTPS_LISTEN", "127.0.0.1:0");
     c
 }
 

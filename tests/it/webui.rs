@@ -894,3 +894,42 @@ fn the_french_catalog_is_complete() {
         "Boîte de réception"
     );
 }
+
+#[test]
+fn the_setup_page_shows_the_https_fingerprint() {
+    let t = tmp();
+    let mut serve = Serve::start_with(t.path(), &["--no-mdns"], &[]);
+    let ready = serve.wait_for("ready", Duration::from_secs(60));
+    let fp = crate::support::https_fingerprint(&ready);
+    let (s, _, page) = request(web_port(&ready), "GET", "/setup", &[], b"");
+    assert_eq!(s, 200);
+    assert!(
+        page.contains(&fp),
+        "the fingerprint {fp} is on the setup page"
+    );
+    serve.stop();
+}
+
+#[test]
+fn reply_all_offers_everyone_else_but_never_our_own_addresses() {
+    let o = office(None);
+    let d = o._data.path();
+    let m = "From: Ben <ben@customer.example>\r\nTo: sales@example.org, Carla <carla@customer.example>\r\nCc: support@example.org, dan@customer.example\r\nSubject: Chairs for three\r\nMessage-ID: <c3@customer.example>\r\n\r\nAll of us want chairs.\r\n";
+    let f = write_file(d, "all.eml", m.as_bytes());
+    // The service runs: the import goes through it.
+    run_ok(d, &["import", f.to_str().unwrap(), "--mailbox", "Sales"]);
+    let (_, v) = api(
+        o.port,
+        Some(&o.admin_token),
+        "GET",
+        "/api/v1/conversations?q=three",
+        None,
+    );
+    let id = v["conversations"][0]["id"].as_u64().unwrap();
+    let boss = login(o.port, "boss", PW);
+    let (_, _, page) = boss.get(&format!("/c/{id}"));
+    let at = page.find("data-cc=\"").expect("a reply-all button") + 9;
+    let cc = page[at..].split('"').next().unwrap();
+    assert_eq!(cc, "carla@customer.example, dan@customer.example");
+    o.serve.stop();
+}
