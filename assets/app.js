@@ -34,10 +34,12 @@
   const submit = (id) => { const f = document.getElementById(id); if (f) f.requestSubmit(); };
   const showTab = (kind) => {
     document.querySelectorAll("[data-tab]").forEach((b) => b.classList.toggle("on", b.dataset.tab === kind));
-    const reply = document.getElementById("reply-form"), note = document.getElementById("note-form");
-    if (!reply || !note) return;
-    reply.hidden = kind !== "reply"; note.hidden = kind !== "note";
-    document.getElementById(kind + "-body").focus();
+    ["reply", "note", "forward"].forEach((k) => {
+      const f = document.getElementById(k + "-form");
+      if (f) f.hidden = k !== kind;
+    });
+    const body = document.getElementById(kind + "-body");
+    if (body) body.focus();
   };
   document.querySelectorAll("[data-tab]").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
   const back = document.getElementById("back");

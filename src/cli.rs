@@ -630,6 +630,7 @@ pub fn execute(dir: &DataDir, cmd: Command, service: Option<&Service>) -> Result
                 attachments,
                 quote,
                 agent: agent.unwrap_or_default(),
+                forward: false,
             };
             cmd_reply(dir, &req, service)
         }

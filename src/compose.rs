@@ -296,6 +296,18 @@ pub fn build(m: &Mail) -> Result<Vec<u8>, ComposeError> {
     }
     b = b.text_body(m.body.as_str());
     for a in &m.attachments {
+        if a.content_type.eq_ignore_ascii_case("message/rfc822")
+            && let Some((cte, bytes)) = embeddable_message(&a.bytes)
+        {
+            // RFC 2046 5.2.1: a message/rfc822 part is 7bit, 8bit or binary, never
+            // base64; clients show it as a message only then.
+            b.attachments.get_or_insert_with(Vec::new).push(
+                mail_builder::mime::MimePart::new(a.content_type.as_str(), bytes)
+                    .attachment(a.name.as_str())
+                    .transfer_encoding(cte),
+            );
+            continue;
+        }
         b = b.attachment(a.content_type.as_str(), a.name.as_str(), a.bytes.as_slice());
     }
     let mut bytes = b
@@ -307,6 +319,28 @@ pub fn build(m: &Mail) -> Result<Vec<u8>, ComposeError> {
         bytes.extend_from_slice(b"\r\n");
     }
     Ok(bytes)
+}
+
+/// A message to attach whole as `message/rfc822`: its lines ended with CRLF, and the
+/// transfer encoding that fits (`7bit` or `8bit`). None when a line is longer than SMTP
+/// allows (998 bytes) or holds NUL: then it goes as an ordinary (base64) attachment.
+fn embeddable_message(raw: &[u8]) -> Option<(&'static str, Vec<u8>)> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
+    let mut eight = false;
+    for line in raw.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > 998 || line.contains(&0) || line.contains(&b'\r') {
+            return None;
+        }
+        eight |= line.iter().any(|b| *b >= 0x80);
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    // The split gives one empty piece after a final LF: drop the CRLF it added.
+    if raw.ends_with(b"\n") {
+        out.truncate(out.len().saturating_sub(2));
+    }
+    Some((if eight { "8bit" } else { "7bit" }, out))
 }
 
 /// Child blocks in a `Thread-Index` at most.
@@ -376,6 +410,21 @@ pub fn quote(attribution: &str, text: &str) -> String {
 mod tests {
     use super::*;
     use crate::model::FixedClock;
+
+    #[test]
+    fn a_forwarded_message_is_embedded_verbatim_when_smtp_can_carry_it() {
+        let (cte, out) = embeddable_message(b"Subject: a\nFrom: b\n\nbody\n").unwrap_or_default();
+        assert_eq!(cte, "7bit");
+        assert_eq!(out, b"Subject: a\r\nFrom: b\r\n\r\nbody\r\n");
+        let (cte, _) = embeddable_message("Subject: é\r\n\r\nx".as_bytes()).unwrap_or_default();
+        assert_eq!(cte, "8bit");
+        let long = format!("Subject: a\r\n\r\n{}\r\n", "x".repeat(999));
+        assert!(
+            embeddable_message(long.as_bytes()).is_none(),
+            "too long for SMTP"
+        );
+        assert!(embeddable_message(b"a\0b\r\n").is_none(), "NUL");
+    }
 
     #[test]
     fn control_characters_are_refused_in_text_and_addresses() {

@@ -42,7 +42,8 @@
 //! | [`app`] | data dir, lock, replay at startup, `serve` and its shutdown | hold business rules |
 //! | [`cli`] | subcommands, printing, progress bar | hold business rules |
 //! | [`control`] | the Unix socket that runs CLI commands inside a running `serve` | parse arguments or run commands |
-//! | [`web`] | HTTP on its own threads: routes, `/healthz` (the inbox and admin pages come next) | block on the network or speak a mail protocol |
+//! | [`web`] | HTTP/HTTPS on its own threads: the team's pages, the JSON API, sessions and CSRF, templates, the catalog, mail HTML made safe, `/healthz` | block on the network, speak a mail protocol, or show a body without `web::sanitize` |
+//! | [`users`] | users, argon2id passwords, session and API tokens, the setup code, login throttling | speak HTTP or log a secret |
 //! | [`mdns`] | announcing `postroom.local` and the web UI by multicast DNS | announce a loopback-only server or stop the service on failure |
 //! | [`failpoint`] | crash injection for crash tests | act unless `POSTROOM_FAILPOINT` is set |
 //!

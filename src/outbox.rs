@@ -44,6 +44,9 @@ pub struct ReplyRequest {
     pub quote: bool,
     /// The agent's name (From policy "agent via mailbox", signature).
     pub agent: String,
+    /// Forward the newest message (attached whole as `message/rfc822`, subject `Fwd:`)
+    /// to `to` instead of answering the customer.
+    pub forward: bool,
 }
 
 /// A reply committed to the outbox.
@@ -259,6 +262,9 @@ pub fn queue_reply(
         });
     let from = pick_from(&mailbox, req.from.as_deref(), answered)?;
     let mut to = req.to.clone();
+    if req.forward && to.is_empty() {
+        return Err(OutboxError::NoRecipient(conv.id.0));
+    }
     if to.is_empty() {
         let customer = answered
             .filter(|m| m.direction == Direction::In)
@@ -325,13 +331,28 @@ pub fn queue_reply(
         .iter()
         .filter(|m| m.direction == Direction::Out)
         .count();
+    let mut subject = reply_subject(&conv.subject, conv.id, &settings.subject_tag_prefix);
+    let mut attachments = req.attachments.clone();
+    if req.forward {
+        let plain = subject.strip_prefix("Re: ").unwrap_or(&subject).to_owned();
+        subject = format!("Fwd: {plain}");
+        if let Some(m) = answered
+            && let Some(bytes) = r.raw_bytes(m.raw)?
+        {
+            attachments.push(compose::Attachment {
+                name: "forwarded-message.eml".into(),
+                content_type: "message/rfc822".into(),
+                bytes,
+            });
+        }
+    }
     let mail = Mail {
         from_name,
         from: from.clone(),
         to,
         cc: req.cc.clone(),
         bcc: mailbox.auto_bcc.iter().cloned().collect(),
-        subject: reply_subject(&conv.subject, conv.id, &settings.subject_tag_prefix),
+        subject,
         message_id: compose::new_message_id(&from, clock),
         in_reply_to,
         references,
@@ -342,7 +363,7 @@ pub fn queue_reply(
             u32::try_from(ours).unwrap_or(u32::MAX),
         ),
         body,
-        attachments: req.attachments.clone(),
+        attachments,
         date: clock.now_ms() / 1000,
         automatic: false,
         loop_id: String::new(),

@@ -285,6 +285,7 @@ fn act(ctx: &WebCtx, user: &UserRecord, id: ConvId, action: &str, body: &Value) 
                 attachments: Vec::new(),
                 quote: body.get("quote").and_then(Value::as_bool).unwrap_or(false),
                 agent: user.name.clone(),
+                forward: false,
             };
             match crate::outbox::queue_reply(&ctx.store, &settings, ctx.clock.as_ref(), &req) {
                 Ok(q) => {

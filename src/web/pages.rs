@@ -1170,7 +1170,7 @@ fn conversation_action(
         Err(e) => store_error(e),
     };
     match action {
-        "reply" | "note" => {
+        "reply" | "note" | "forward" => {
             let draft = DraftRecord {
                 from: form.text("from"),
                 to: form.text("to"),
@@ -1213,6 +1213,15 @@ fn conversation_action(
                 Ok(None) => {}
                 Err(e) => return store_error(e),
             }
+            if action == "forward" && draft.to.is_empty() {
+                return conversation(
+                    ctx,
+                    req,
+                    s,
+                    c.id,
+                    Some((i18n::tr(lang, "Give the address to forward to.", &[]), None)),
+                );
+            }
             let sent = if action == "note" {
                 crate::outbox::add_note(
                     &ctx.store,
@@ -1246,6 +1255,7 @@ fn conversation_action(
                         attachments: form.files.clone(),
                         quote: false,
                         agent: s.user.name.clone(),
+                        forward: action == "forward",
                     },
                 )
                 .map(drop)

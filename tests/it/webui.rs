@@ -933,3 +933,111 @@ fn reply_all_offers_everyone_else_but_never_our_own_addresses() {
     assert_eq!(cc, "carla@customer.example, dan@customer.example");
     o.serve.stop();
 }
+
+#[test]
+fn a_reply_with_an_attachment_and_a_forward_leave_through_the_relay() {
+    let smtp = Smtpd::start();
+    let o = office(Some(&smtp));
+    let (_, sales) = o.convs;
+    let sam = login(o.port, "sam", PW);
+    let (_, _, page) = sam.get(&format!("/c/{sales}"));
+    let at = page.find("name=\"last_msg\" value=\"").unwrap() + 23;
+    let last = page[at..].split('"').next().unwrap().to_owned();
+    let multipart = |fields: &[(&str, &str)], file: Option<(&str, &[u8])>| {
+        let mut b = Vec::new();
+        for (k, v) in fields {
+            b.extend_from_slice(
+                format!("--XyZ\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                    .as_bytes(),
+            );
+        }
+        if let Some((name, bytes)) = file {
+            b.extend_from_slice(format!("--XyZ\r\nContent-Disposition: form-data; name=\"attachment\"; filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\n").as_bytes());
+            b.extend_from_slice(bytes);
+            b.extend_from_slice(b"\r\n");
+        }
+        b.extend_from_slice(b"--XyZ--\r\n");
+        b
+    };
+    let post = |path: &str, body: &[u8]| {
+        let c = format!("postroom_session={}", sam.cookie);
+        request(
+            o.port,
+            "POST",
+            path,
+            &[
+                ("Cookie", &c),
+                ("Origin", &sam.origin()),
+                ("Content-Type", "multipart/form-data; boundary=XyZ"),
+            ],
+            body,
+        )
+    };
+    let body = multipart(
+        &[
+            ("csrf", &sam.csrf),
+            ("last_msg", &last),
+            ("from", "sales@example.org"),
+            ("to", ""),
+            ("cc", ""),
+            ("body", "The quote is attached."),
+        ],
+        Some(("quote-2026.txt", b"20 chairs: 1,980 EUR")),
+    );
+    let (s, head, _) = post(&format!("/c/{sales}/reply"), &body);
+    assert_eq!(s, 303, "{head}");
+    let got = smtp.wait_for(1, Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&got[0].data).into_owned();
+    assert_eq!(got[0].rcpt_tos, vec!["ben@customer.example".to_owned()]);
+    assert!(text.contains("The quote is attached."), "{text}");
+    assert!(
+        text.contains("quote-2026.txt"),
+        "the attachment went along: {text}"
+    );
+    // Forward the customer's message to a partner: Fwd: subject, the original attached.
+    let (_, _, page) = sam.get(&format!("/c/{sales}"));
+    let at = page.find("name=\"last_msg\" value=\"").unwrap() + 23;
+    let last = page[at..].split('"').next().unwrap().to_owned();
+    let body = multipart(
+        &[
+            ("csrf", &sam.csrf),
+            ("last_msg", &last),
+            ("to", "partner@supplier.example"),
+            ("body", "Can you deliver these?"),
+        ],
+        None,
+    );
+    let (s, head, _) = post(&format!("/c/{sales}/forward"), &body);
+    assert_eq!(s, 303, "{head}");
+    let got = smtp.wait_for(2, Duration::from_secs(30));
+    let fwd = String::from_utf8_lossy(&got[1].data).into_owned();
+    assert_eq!(got[1].rcpt_tos, vec!["partner@supplier.example".to_owned()]);
+    assert!(fwd.contains("Subject: Fwd: Quote for 20 chairs"), "{fwd}");
+    assert!(fwd.contains("message/rfc822"), "{fwd}");
+    assert!(
+        fwd.contains("Content-Transfer-Encoding: 7bit"),
+        "message/rfc822 is never base64 (RFC 2046): {fwd}"
+    );
+    assert!(
+        fwd.contains("Hello about Quote for 20 chairs"),
+        "the original inside: {fwd}"
+    );
+    // A forward without an address is refused on the page, nothing sent.
+    let body = multipart(
+        &[
+            ("csrf", &sam.csrf),
+            ("last_msg", &last),
+            ("to", ""),
+            ("body", "x"),
+        ],
+        None,
+    );
+    let (s, _, page) = post(&format!("/c/{sales}/forward"), &body);
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("id=\"notice\""),
+        "the page says what is missing"
+    );
+    o.serve.stop();
+    assert_eq!(smtp.received().len(), 2);
+}
