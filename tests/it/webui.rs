@@ -5,42 +5,12 @@
 //! the team's flow) are in `webui_browser`.
 
 use crate::smtpd::Smtpd;
-use crate::support::{Serve, run_ok, tmp, web_port, write_file};
+use crate::support::{Serve, request, run_ok, tmp, web_port, write_file};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 
 const PW: &str = "a long enough password";
-
-/// One HTTP/1.0 request with headers and a body: (status, head, body).
-fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_owned(), body.to_owned())
-}
 
 fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
     head.lines()
