@@ -11,7 +11,7 @@
 use super::{Reply, Req, WebCtx};
 use crate::model::UserRecord;
 use crate::users;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 pub const SESSION_COOKIE: &str = "postroom_session";
 /// The form token of the login and setup pages, before there is a session.
@@ -26,8 +26,7 @@ pub struct Session {
 
 /// Whether any user exists (once true, stays true: users are disabled, never deleted).
 pub fn has_users(ctx: &WebCtx) -> bool {
-    static SEEN: AtomicBool = AtomicBool::new(false);
-    if SEEN.load(Ordering::Relaxed) {
+    if ctx.has_users.load(Ordering::Relaxed) {
         return true;
     }
     let any = ctx
@@ -37,7 +36,7 @@ pub fn has_users(ctx: &WebCtx) -> bool {
         .map(|u| !u.is_empty())
         .unwrap_or(false);
     if any {
-        SEEN.store(true, Ordering::Relaxed);
+        ctx.has_users.store(true, Ordering::Relaxed);
     }
     any
 }

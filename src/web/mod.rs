@@ -48,6 +48,8 @@ pub struct WebCtx {
     /// SHA-256 of the HTTPS certificate, shown on the setup page to compare with the
     /// browser's.
     pub cert_fingerprint: Arc<std::sync::OnceLock<String>>,
+    /// Set once a user exists (they are never deleted), so the check costs nothing after.
+    pub has_users: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl WebCtx {
@@ -64,6 +66,7 @@ impl WebCtx {
             changes: Arc::default(),
             clock: Arc::new(crate::model::SystemClock),
             cert_fingerprint: Arc::default(),
+            has_users: Arc::default(),
         }
     }
 

@@ -1159,7 +1159,6 @@ fn conversation_action(
         Ok(_) => return not_found(),
         Err(e) => return store_error(e),
     };
-    let back = Reply::redirect(&format!("/c/{}", c.id));
     let lang = lang_of(req, Some(&s.user));
     let now = ctx.now();
     let done = |r: Result<(), StoreError>| match r {
@@ -1368,10 +1367,7 @@ fn conversation_action(
             }
             done(r)
         }
-        _ => {
-            drop(back);
-            not_found()
-        }
+        _ => not_found(),
     }
 }
 
