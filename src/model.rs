@@ -253,6 +253,11 @@ pub struct ConversationRecord {
 }
 
 impl ConversationRecord {
+    /// Active or pending: work in hand (the Unassigned, Mine and Assigned folders).
+    pub fn is_open(&self) -> bool {
+        matches!(self.status, Status::Active | Status::Pending)
+    }
+
     /// The inbox bucket this conversation is listed under (see `store::schema::INBOX`).
     pub fn bucket(&self) -> Option<u8> {
         match self.status {

@@ -275,6 +275,7 @@ pub struct Tx<'t> {
     drafts: Table<'t, (u64, u64), &'static [u8]>,
     inbox: Table<'t, (u64, u8, u64, u64), ()>,
     inbox_counts: Table<'t, (u64, u8), u64>,
+    open_by_assignee: Table<'t, (u64, u64, u64, u64), ()>,
     customer_convs: Table<'t, (&'static str, u64), ()>,
 }
 
@@ -357,6 +358,7 @@ impl<'t> Tx<'t> {
             drafts: txn.open_table(DRAFTS).ctx(OP)?,
             inbox: txn.open_table(INBOX).ctx(OP)?,
             inbox_counts: txn.open_table(INBOX_COUNTS).ctx(OP)?,
+            open_by_assignee: txn.open_table(OPEN_BY_ASSIGNEE).ctx(OP)?,
             customer_convs: txn.open_table(CUSTOMER_CONVS).ctx(OP)?,
         })
     }
@@ -637,6 +639,16 @@ impl<'t> Tx<'t> {
                     self.count_inbox(old.mailbox.0, b, -1)?;
                 }
             }
+            if old.is_open() {
+                self.open_by_assignee
+                    .remove((
+                        old.mailbox.0,
+                        old.assignee.map_or(0, |u| u.0),
+                        inbox_time(old.last_activity),
+                        old.id.0,
+                    ))
+                    .ctx(OP)?;
+            }
             if let Some(a) = &old.customer {
                 let k = a.email.to_lowercase();
                 self.customer_convs.remove((k.as_str(), old.id.0)).ctx(OP)?;
@@ -654,6 +666,19 @@ impl<'t> Tx<'t> {
             if !was {
                 self.count_inbox(c.mailbox.0, b, 1)?;
             }
+        }
+        if c.is_open() {
+            self.open_by_assignee
+                .insert(
+                    (
+                        c.mailbox.0,
+                        c.assignee.map_or(0, |u| u.0),
+                        inbox_time(c.last_activity),
+                        c.id.0,
+                    ),
+                    (),
+                )
+                .ctx(OP)?;
         }
         if let Some(a) = c.customer.as_ref().filter(|a| !a.email.is_empty()) {
             let k = a.email.to_lowercase();

@@ -137,6 +137,13 @@ pub const DRAFTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dra
 /// only. Since version 4.
 pub const INBOX: TableDefinition<(u64, u8, u64, u64), ()> = TableDefinition::new("inbox");
 
+/// `(MailboxId, assignee UserId or 0, u64::MAX - last_activity, ConvId) -> ()`: the open
+/// conversations (active and pending) by assignee, newest first, so the Unassigned, Mine
+/// and Assigned folders and their unread counts come from keys alone. Kept by
+/// `Tx::put_conversation` only. Since version 4.
+pub const OPEN_BY_ASSIGNEE: TableDefinition<(u64, u64, u64, u64), ()> =
+    TableDefinition::new("open_by_assignee");
+
 /// `(MailboxId, bucket) -> number of conversations in INBOX under it`. Kept by
 /// `Tx::put_conversation` only. Since version 4.
 pub const INBOX_COUNTS: TableDefinition<(u64, u8), u64> = TableDefinition::new("inbox_counts");

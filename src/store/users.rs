@@ -374,6 +374,32 @@ impl Reader {
         Ok(out)
     }
 
+    /// The open (active and pending) conversations of `mailbox`: `(last activity, id,
+    /// assignee)`, newest first per assignee (callers merge and sort).
+    pub fn open_conversations(
+        &self,
+        mailbox: MailboxId,
+    ) -> Result<Vec<(i64, ConvId, Option<UserId>)>, StoreError> {
+        const OP: &str = "listing open conversations";
+        let Some(t) = read_table!(self, OPEN_BY_ASSIGNEE) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in t
+            .range((mailbox.0, 0u64, 0u64, 0u64)..=(mailbox.0, u64::MAX, u64::MAX, u64::MAX))
+            .ctx(OP)?
+        {
+            let (k, _) = item.ctx(OP)?;
+            let (_, who, inv, conv) = k.value();
+            out.push((
+                i64::try_from(u64::MAX - inv).unwrap_or(i64::MAX),
+                ConvId(conv),
+                (who != 0).then_some(UserId(who)),
+            ));
+        }
+        Ok(out)
+    }
+
     /// How many conversations `mailbox` has in `bucket`.
     pub fn inbox_count(&self, mailbox: MailboxId, bucket: u8) -> Result<u64, StoreError> {
         let Some(t) = read_table!(self, INBOX_COUNTS) else {

@@ -447,11 +447,6 @@ pub fn is_unread(r: &Reader, user: UserId, c: &ConversationRecord) -> Result<boo
         .is_none_or(|seen| seen < c.last_activity))
 }
 
-/// Whether a conversation is unread given the user's read marks.
-pub fn unread_in(marks: &std::collections::HashMap<ConvId, i64>, c: &ConversationRecord) -> bool {
-    marks.get(&c.id).is_none_or(|seen| *seen < c.last_activity)
-}
-
 /// A listing: conversations of one folder over some mailboxes.
 pub struct Listing {
     pub rows: Vec<ConversationRecord>,
@@ -469,36 +464,32 @@ pub fn listing(
     page: usize,
     per_page: usize,
 ) -> Result<Listing, StoreError> {
-    // Active and pending conversations are few (the work in hand): read them all, for the
-    // assignee folders and the unread counts. Closed and spam come from the index.
-    let mut open_ids = Vec::new();
+    // The open folders and their unread counts come from the open index's keys alone
+    // (time, id, assignee); only the rows of the page shown are read whole.
+    let mut open = Vec::new();
     for mb in mailboxes {
-        for bucket in [0u8, 1] {
-            open_ids.extend(
-                r.inbox_all(*mb, bucket, None)?
-                    .into_iter()
-                    .map(|(_, id)| id),
-            );
-        }
+        open.extend(r.open_conversations(*mb)?);
     }
-    let mut open = r.conversations_by_id(&open_ids)?;
-    open.sort_by_key(|c| std::cmp::Reverse((c.last_activity, c.id)));
+    open.sort_by_key(|(t, id, _)| std::cmp::Reverse((*t, *id)));
     let marks = r.read_marks_of(user.id)?;
-    let mut counts = BTreeMap::new();
-    let mut count = |name: &'static str, convs: &[&ConversationRecord]| {
-        let unread = convs.iter().filter(|c| unread_in(&marks, c)).count();
-        counts.insert(name, (convs.len(), unread));
+    let unread = |e: &&&(i64, ConvId, Option<UserId>)| {
+        let (t, id, _) = ***e;
+        marks.get(&id).is_none_or(|seen| *seen < t)
     };
-    let unassigned: Vec<&ConversationRecord> =
-        open.iter().filter(|c| c.assignee.is_none()).collect();
-    let mine: Vec<&ConversationRecord> = open
-        .iter()
-        .filter(|c| c.assignee == Some(user.id))
-        .collect();
-    let assigned: Vec<&ConversationRecord> = open.iter().filter(|c| c.assignee.is_some()).collect();
-    count("unassigned", &unassigned);
-    count("mine", &mine);
-    count("assigned", &assigned);
+    let pick = |f: &dyn Fn(Option<UserId>) -> bool| -> Vec<&(i64, ConvId, Option<UserId>)> {
+        open.iter().filter(|(_, _, a)| f(*a)).collect()
+    };
+    let unassigned = pick(&|a| a.is_none());
+    let mine = pick(&|a| a == Some(user.id));
+    let assigned = pick(&|a| a.is_some());
+    let mut counts = BTreeMap::new();
+    for (name, list) in [
+        ("unassigned", &unassigned),
+        ("mine", &mine),
+        ("assigned", &assigned),
+    ] {
+        counts.insert(name, (list.len(), list.iter().filter(unread).count()));
+    }
     let drafts: Vec<ConvId> = r.drafts_of(user.id)?.into_iter().map(|(c, _)| c).collect();
     let mut draft_convs = Vec::new();
     for id in &drafts {
@@ -529,14 +520,13 @@ pub fn listing(
                 _ => unassigned,
             };
             let total = list.len();
-            (
-                list.into_iter()
-                    .skip(skip)
-                    .take(per_page)
-                    .cloned()
-                    .collect(),
-                total,
-            )
+            let ids: Vec<ConvId> = list
+                .into_iter()
+                .skip(skip)
+                .take(per_page)
+                .map(|(_, id, _)| *id)
+                .collect();
+            (r.conversations_by_id(&ids)?, total)
         }
         "drafts" => {
             let total = draft_convs.len();
