@@ -1011,3 +1011,84 @@ fn keyboard_shortcuts_move_through_the_inbox() {
     drop(b);
     s.stop();
 }
+
+// ---------------------------------------------------------------------------------------
+// 6. A phone, and a file from the browser
+
+#[test]
+fn on_a_phone_screen_the_pages_fit_and_a_reply_carries_an_uploaded_file() {
+    let smtpd = Smtpd::start();
+    let t = tmp();
+    let data = t.path().join("data");
+    mailbox_with_smtp(&data, &smtpd);
+    let convs = import(
+        &data,
+        t.path(),
+        &[(
+            "p.eml",
+            customer_mail(
+                "p1",
+                "A rather long subject line about the invoice for the new office chairs",
+                "Could you send the invoice again? The first one got lost somewhere.",
+            ),
+        )],
+    );
+    let id = conv_with_subject(&convs, "office chairs");
+    add_user(&data, "alice", "Alice", "agent", Some("Support"));
+    let (s, base) = serve(&data);
+    let b = Browser::start();
+    // A phone: 390 CSS pixels wide.
+    b.cmd(
+        "POST",
+        "~/window/rect",
+        Some(&json!({"width": 390, "height": 844})),
+    )
+    .unwrap();
+    login(&b, &base, "alice");
+    let width = b.exec("return window.innerWidth;", vec![]);
+    assert!(
+        width.as_u64().is_some_and(|w| w <= 400),
+        "the window is phone-sized: {width}"
+    );
+    let fits = |b: &Browser| {
+        b.exec(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+            vec![],
+        ) == json!(true)
+    };
+    b.wait_for("tr.conv");
+    assert!(fits(&b), "the inbox needs no sideways scrolling");
+    let inbox_shot = screenshot(&b, "phone-inbox");
+    b.goto(&format!("{base}/c/{id}"));
+    b.wait_for("#reply-body");
+    assert!(fits(&b), "the conversation needs no sideways scrolling");
+    screenshot(&b, "phone-conversation");
+    assert!(inbox_shot.exists());
+
+    // A file chosen in the browser goes out with the reply.
+    let file = write_file(
+        t.path(),
+        "invoice-2026-11.txt",
+        b"Invoice 2026-11: 1,980 EUR\n",
+    );
+    b.find("#reply-body").send_keys("Here it is again.");
+    b.find("#reply-form input[type=file]")
+        .send_keys(&file.to_string_lossy());
+    click_and_load(&b, "#send");
+    b.wait_for("article.msg.out");
+    let got = smtpd.wait_for(1, SLOW);
+    let text = String::from_utf8_lossy(&got[0].data).into_owned();
+    assert!(text.contains("Here it is again."), "{text}");
+    assert!(
+        text.contains("invoice-2026-11.txt"),
+        "the file went along: {text}"
+    );
+    // And the sent message lists it as an attachment on the page.
+    assert!(
+        text_of(&b, "article.msg.out .parts").contains("invoice-2026-11.txt"),
+        "{}",
+        text_of(&b, "article.msg.out")
+    );
+    drop(b);
+    s.stop();
+}
