@@ -1092,3 +1092,53 @@ fn on_a_phone_screen_the_pages_fit_and_a_reply_carries_an_uploaded_file() {
     drop(b);
     s.stop();
 }
+
+// ---------------------------------------------------------------------------------------
+// 7. Drafts
+
+#[test]
+fn a_draft_saves_itself_and_survives_a_closed_browser() {
+    let t = tmp();
+    let data = t.path().join("data");
+    let convs = import(
+        &data,
+        t.path(),
+        &[(
+            "d.eml",
+            customer_mail("d1", "Lost password", "I cannot log in."),
+        )],
+    );
+    let id = conv_with_subject(&convs, "Lost password");
+    add_user(&data, "alice", "Alice", "admin", None);
+    let (s, base) = serve(&data);
+    let typed = "Dear customer, I have reset your password; the new one is on its way";
+    {
+        let b = Browser::start();
+        login(&b, &base, "alice");
+        b.goto(&format!("{base}/c/{id}"));
+        b.wait_for("#reply-body").send_keys(typed);
+        // Saved by itself a moment after typing stops: the page says so.
+        b.wait_until("the draft saved", |b| {
+            !text_of(b, "#reply-form .saved").is_empty()
+        });
+        // The browser is closed without sending.
+    }
+    let b = Browser::start();
+    login(&b, &base, "alice");
+    let drafts = text_of(&b, "#folder-drafts");
+    assert!(
+        drafts.contains('1'),
+        "the Drafts folder counts it: {drafts}"
+    );
+    click_and_load(&b, "#folder-drafts");
+    assert_eq!(row_ids(&b), vec![id.clone()], "listed under Drafts");
+    b.goto(&format!("{base}/c/{id}"));
+    b.wait_for("#reply-body");
+    assert_eq!(
+        b.find("#reply-body").prop("value"),
+        json!(typed),
+        "the text is back"
+    );
+    drop(b);
+    s.stop();
+}
