@@ -171,9 +171,7 @@ fn check_login(login: &str) -> Result<String, String> {
         .chars()
         .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | '+'))
     {
-        return Err(format!(
-            "{login:?} may hold only letters, digits and . - _ @ +"
-        ));
+        return Err("may hold only letters, digits and . - _ @ +".into());
     }
     Ok(l)
 }
@@ -185,7 +183,7 @@ fn apply(tx: &Tx<'_>, u: &mut UserRecord, input: &UserInput, now: i64) -> Result
     if let Some(l) = &input.login {
         match check_login(l) {
             Ok(l) => match tx.user_by_login(&l)? {
-                Some(other) if other.id != u.id => bad("login", format!("{l:?} is taken")),
+                Some(other) if other.id != u.id => bad("login", "is taken".into()),
                 _ => u.login = l,
             },
             Err(m) => bad("login", m),
@@ -195,7 +193,7 @@ fn apply(tx: &Tx<'_>, u: &mut UserRecord, input: &UserInput, now: i64) -> Result
         match crate::compose::check_text("name", n.trim()) {
             Ok(()) if n.trim().chars().count() <= 200 => u.name = n.trim().to_owned(),
             Ok(()) => bad("name", "is longer than 200 characters".into()),
-            Err(e) => bad("name", e.to_string()),
+            Err(_) => bad("name", "contains a control character".into()),
         }
     }
     if let Some(e) = &input.email {
@@ -205,14 +203,14 @@ fn apply(tx: &Tx<'_>, u: &mut UserRecord, input: &UserInput, now: i64) -> Result
         } else {
             match crate::compose::check_address("email", e) {
                 Ok(()) => u.email = e.to_owned(),
-                Err(err) => bad("email", err.to_string()),
+                Err(_) => bad("email", "is not a valid e-mail address".into()),
             }
         }
     }
     if let Some(r) = &input.role {
         match Role::parse(r) {
             Some(r) => u.role = r,
-            None => bad("role", format!("{r:?} is not admin or agent")),
+            None => bad("role", "is not admin or agent".into()),
         }
     }
     if let Some(names) = &input.mailboxes {
@@ -222,7 +220,7 @@ fn apply(tx: &Tx<'_>, u: &mut UserRecord, input: &UserInput, now: i64) -> Result
             match all.iter().find(|m| m.name.eq_ignore_ascii_case(n)) {
                 Some(m) if !ids.contains(&m.id) => ids.push(m.id),
                 Some(_) => {}
-                None => bad("mailboxes", format!("no mailbox {n:?}")),
+                None => bad("mailboxes", format!("names no mailbox there is: {n}")),
             }
         }
         u.mailboxes = ids;
@@ -244,7 +242,10 @@ fn apply(tx: &Tx<'_>, u: &mut UserRecord, input: &UserInput, now: i64) -> Result
         if l.is_empty() || crate::web::i18n::is_supported(l) {
             u.language = l.to_owned();
         } else {
-            bad("language", format!("{l:?} is not one of en, fr"));
+            bad(
+                "language",
+                "is not one of the languages offered (en, fr)".into(),
+            );
         }
     }
     if let Some(s) = &input.signature {

@@ -81,6 +81,45 @@ impl Form {
     }
 }
 
+/// A user's fields as the pages name them (catalog messages).
+const USER_FIELDS: &[(&str, &str)] = &[
+    ("login", "Login"),
+    ("name", "Your name"),
+    ("email", "Your e-mail address (for notifications)"),
+    ("password", "Password"),
+    ("language", "Language"),
+    ("role", "Role"),
+    ("mailboxes", "Mailboxes"),
+];
+
+/// Why a user could not be saved, in the page's language: each field with its message.
+fn user_error_text(lang: &str, e: &users::UserError) -> String {
+    match e {
+        users::UserError::Invalid(errs) => errs
+            .iter()
+            .map(|f| {
+                let field = USER_FIELDS
+                    .iter()
+                    .find(|(k, _)| *k == f.field)
+                    .map(|(_, v)| i18n::tr(lang, v, &[]))
+                    .unwrap_or_else(|| f.field.to_owned());
+                let message = if f.field == "password" {
+                    i18n::tr(
+                        lang,
+                        "The password must have at least {n} characters and no control characters.",
+                        &[("n", users::MIN_PASSWORD.to_string())],
+                    )
+                } else {
+                    i18n::tr(lang, &f.message, &[])
+                };
+                format!("{field}: {message}")
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
 /// The page language: the user's choice, else the browser's.
 pub fn lang_of(req: &Req, user: Option<&UserRecord>) -> &'static str {
     if let Some(u) = user
@@ -337,7 +376,7 @@ fn setup(ctx: &WebCtx, req: &Req) -> Reply {
             log::info!("setup code: {code}");
             let errs = errs
                 .into_iter()
-                .map(|e| (e.field, e.message))
+                .map(|e| (e.field, i18n::tr(lang, &e.message, &[])))
                 .chain([(
                     "code",
                     i18n::tr(
@@ -1487,7 +1526,7 @@ fn profile_action(ctx: &WebCtx, req: &Req, s: &Session, what: &str, form: &Form)
             };
             match ctx.store.write(|tx| users::edit(tx, &login, &input, now)) {
                 Ok(_) => Reply::redirect("/profile"),
-                Err(e) => profile(ctx, req, s, Some(e.to_string()), None),
+                Err(e) => profile(ctx, req, s, Some(user_error_text(lang, &e)), None),
             }
         }
         "password" => {
@@ -1517,7 +1556,7 @@ fn profile_action(ctx: &WebCtx, req: &Req, s: &Session, what: &str, form: &Form)
             match ctx.store.write(|tx| users::edit(tx, &login, &input, now)) {
                 // Every session ended with the change, this one too: log in again here.
                 Ok(u) => start_session(ctx, req, u.id, "/profile"),
-                Err(e) => profile(ctx, req, s, Some(e.to_string()), None),
+                Err(e) => profile(ctx, req, s, Some(user_error_text(lang, &e)), None),
             }
         }
         "token" => {
@@ -1527,7 +1566,7 @@ fn profile_action(ctx: &WebCtx, req: &Req, s: &Session, what: &str, form: &Form)
                 .write(|tx| users::create_api_token(tx, s.user.id, &name, now))
             {
                 Ok(t) => profile(ctx, req, s, None, Some(t)),
-                Err(e) => profile(ctx, req, s, Some(e.to_string()), None),
+                Err(e) => profile(ctx, req, s, Some(user_error_text(lang, &e)), None),
             }
         }
         "revoke" => {

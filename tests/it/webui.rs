@@ -845,6 +845,21 @@ fn the_french_catalog_is_complete() {
             "TR(",
         );
     }
+    // The field messages of `users` (shown on the setup and profile pages): every
+    // `"...".into()` literal before its tests.
+    let users = std::fs::read_to_string(root.join("src/users.rs")).unwrap();
+    let users = users.split("#[cfg(test)]").next().unwrap();
+    for piece in users
+        .split("\".into()")
+        .collect::<Vec<_>>()
+        .iter()
+        .rev()
+        .skip(1)
+    {
+        if let Some(start) = piece.rfind('"') {
+            used.insert(piece[start + 1..].to_owned());
+        }
+    }
     for (_, en) in postroom::web::pages::LABELS {
         used.insert((*en).to_owned());
     }
@@ -1010,4 +1025,28 @@ fn a_reply_with_an_attachment_and_a_forward_leave_through_the_relay() {
     );
     o.serve.stop();
     assert_eq!(smtp.received().len(), 2);
+}
+
+#[test]
+fn a_refused_field_is_explained_in_the_users_language() {
+    let o = office(None);
+    let sam = login(o.port, "sam", PW);
+    let (s, _, _) = sam.post("/profile/save", &[("name", "Sam"), ("language", "fr")]);
+    assert_eq!(s, 303);
+    let (s, _, page) = sam.post(
+        "/profile/save",
+        &[
+            ("name", "Sam"),
+            ("language", "fr"),
+            ("email", "not an address"),
+        ],
+    );
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("n&#x27;est pas une adresse e-mail valide")
+            || page.contains("n'est pas une adresse e-mail valide"),
+        "{page}"
+    );
+    assert!(page.contains("Profil"), "the page itself is French");
+    o.serve.stop();
 }
