@@ -539,6 +539,35 @@ fn an_agent_gets_404_for_every_url_of_a_mailbox_they_may_not_see() {
         v["status"], "active",
         "the bulk action did not touch Support"
     );
+    // On a conversation the agent may see, bulk actions work: assign to me, then spam.
+    let (s, _, _) = sam.post(
+        "/inbox/bulk",
+        &[
+            ("ids", &sales.to_string()),
+            ("action", "assign"),
+            ("assignee", "me"),
+        ],
+    );
+    assert_eq!(s, 303);
+    let (s, _, _) = sam.post(
+        "/inbox/bulk",
+        &[("ids", &sales.to_string()), ("action", "spam")],
+    );
+    assert_eq!(s, 303);
+    let (_, v) = api(
+        o.port,
+        Some(&o.agent_token),
+        "GET",
+        &format!("/api/v1/conversations/{sales}"),
+        None,
+    );
+    assert_eq!(v["status"], "spam", "{v}");
+    assert!(v["assignee"].is_u64(), "{v}");
+    let (_, _, page) = sam.get("/inbox?folder=spam");
+    assert!(
+        page.contains(&format!("data-id=\"{sales}\"")),
+        "listed under Spam"
+    );
     o.serve.stop();
 }
 
