@@ -182,26 +182,11 @@ pub const MAX_BODY_TEXT: usize = 256 * 1024;
 /// plain one), under the same guards as `parse`; `None` when there is none or the message
 /// is too odd to take apart. Capped at `MAX_BODY_TEXT` bytes.
 pub fn body_text(raw: &[u8]) -> Option<String> {
-    let mut warnings = Vec::new();
-    let norm = normalize(raw, &mut warnings);
-    let norm: &[u8] = &norm;
-    let shape = shape(norm, MAX_STRUCTURE);
-    if shape.cut.is_some() || check_encoded(norm, &shape).is_err() {
-        return None;
-    }
-    let text = catch_unwind(AssertUnwindSafe(|| {
-        let m = MessageParser::default().parse(norm)?;
-        let t = m.body_text(0).map(|t| t.into_owned());
-        dismantle(m);
-        t
-    }))
-    .ok()
-    .flatten()?;
-    let mut end = text.len().min(MAX_BODY_TEXT);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    Some(text.get(..end).unwrap_or_default().to_owned())
+    with_message(raw, |m| {
+        m.body_text(0)
+            .map(|t| cut_to(t.into_owned(), MAX_BODY_TEXT))
+    })
+    .flatten()
 }
 
 /// Longest HTML body handed to the web view (bytes); longer ones are cut.
@@ -227,8 +212,9 @@ pub struct BodyView {
     pub parts: Vec<PartInfo>,
 }
 
-/// Safely parses `raw` the way `body_text` does and runs `f` on the message; None when
-/// the message is too odd to take apart.
+/// Parses `raw` under the same guards as `parse` (normalized, bombs refused, behind
+/// `catch_unwind`, taken apart iteratively) and runs `f` on the message; None when the
+/// message is too odd to take apart.
 fn with_message<T>(raw: &[u8], f: impl FnOnce(&Message<'_>) -> T) -> Option<T> {
     let mut warnings = Vec::new();
     let norm = normalize(raw, &mut warnings);
@@ -256,6 +242,17 @@ fn cut_to(mut s: String, max: usize) -> String {
     s
 }
 
+/// `type/subtype` of a part, lower-cased; `application/octet-stream` when it has none.
+fn part_type(p: &mail_parser::MessagePart<'_>) -> String {
+    p.content_type()
+        .map(|c| match c.subtype() {
+            Some(st) => format!("{}/{}", c.ctype(), st),
+            None => c.ctype().to_string(),
+        })
+        .unwrap_or_else(|| "application/octet-stream".into())
+        .to_ascii_lowercase()
+}
+
 /// The text and HTML bodies and the attachments of `raw`.
 pub fn body_view(raw: &[u8]) -> Option<BodyView> {
     with_message(raw, |m| {
@@ -279,14 +276,7 @@ pub fn body_view(raw: &[u8]) -> Option<BodyView> {
             .iter()
             .filter_map(|i| {
                 let p = m.part(*i)?;
-                let ct = p
-                    .content_type()
-                    .map(|c| match c.subtype() {
-                        Some(st) => format!("{}/{}", c.ctype(), st),
-                        None => c.ctype().to_string(),
-                    })
-                    .unwrap_or_else(|| "application/octet-stream".into())
-                    .to_ascii_lowercase();
+                let ct = part_type(p);
                 Some(PartInfo {
                     index: *i,
                     name: clean(p.attachment_name().unwrap_or("attachment"), 200, &mut false),
@@ -345,13 +335,7 @@ pub fn multipart_form(content_type: &str, body: &[u8]) -> Vec<FormPart> {
             let Some(name) = cd.attribute("name") else {
                 continue;
             };
-            let content_type = p
-                .content_type()
-                .map(|c| match c.subtype() {
-                    Some(st) => format!("{}/{}", c.ctype(), st),
-                    None => c.ctype().to_string(),
-                })
-                .unwrap_or_else(|| "application/octet-stream".into());
+            let content_type = part_type(p);
             let bytes = match &p.body {
                 PartType::Text(t) | PartType::Html(t) => t.as_bytes().to_vec(),
                 PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
