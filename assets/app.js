@@ -115,4 +115,42 @@
     const again = document.getElementById("live-reload");
     if (again) again.addEventListener("click", (e) => { e.preventDefault(); location.reload(); });
   }
+
+  // Admin lists: a filter box hides rows without the typed text; clicking a column
+  // heading with data-sort sorts by it (again: the other way). Numbers sort as numbers.
+  document.querySelectorAll("input.filterbox[data-filter]").forEach((box) => {
+    const table = document.getElementById(box.dataset.filter);
+    if (!table) return;
+    box.addEventListener("input", () => {
+      const q = box.value.trim().toLowerCase();
+      table.querySelectorAll("tbody tr").forEach((tr) => {
+        tr.hidden = q !== "" && !tr.textContent.toLowerCase().includes(q);
+      });
+    });
+  });
+  document.querySelectorAll("table.admin-list th[data-sort]").forEach((th) => {
+    th.tabIndex = 0;
+    const sort = () => {
+      const table = th.closest("table");
+      const body = table.tBodies[0];
+      const col = Array.from(th.parentNode.children).indexOf(th);
+      const dir = th.dataset.dir === "asc" ? "desc" : "asc";
+      table.querySelectorAll("th[data-sort]").forEach((h) => { delete h.dataset.dir; });
+      th.dataset.dir = dir;
+      const key = (tr) => {
+        const cell = tr.children[col];
+        return cell ? (cell.dataset.key || cell.textContent.trim()) : "";
+      };
+      const num = th.dataset.sort === "num";
+      const rows = Array.from(body.rows);
+      rows.sort((a, b) => {
+        const x = key(a), y = key(b);
+        const c = num ? (parseFloat(x) || 0) - (parseFloat(y) || 0) : x.localeCompare(y);
+        return dir === "asc" ? c : -c;
+      });
+      rows.forEach((r) => body.appendChild(r));
+    };
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", (e) => { if (e.key === "Enter") sort(); });
+  });
 })();

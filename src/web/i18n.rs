@@ -14,12 +14,16 @@ use std::sync::OnceLock;
 /// Languages shipped complete, the first is the default.
 pub const LANGUAGES: &[(&str, &str)] = &[("en", "English"), ("fr", "Français")];
 
-const FR: &str = include_str!("../../assets/i18n/fr.json");
+/// The French catalog, one file per area of the UI (`assets/i18n/fr*.json`).
+pub const FR: &[&str] = &[
+    include_str!("../../assets/i18n/fr.json"),
+    include_str!("../../assets/i18n/fr-admin.json"),
+];
 
 fn catalog(lang: &str) -> Option<&'static HashMap<String, String>> {
     static FR_MAP: OnceLock<HashMap<String, String>> = OnceLock::new();
     match lang {
-        "fr" => Some(FR_MAP.get_or_init(|| parse(FR))),
+        "fr" => Some(FR_MAP.get_or_init(|| FR.iter().flat_map(|f| parse(f)).collect())),
         _ => None,
     }
 }

@@ -9,6 +9,7 @@
 //! Must not: block on the network or the mail servers (handlers read and write the store
 //! and wake the outbox; they never talk IMAP/POP3/SMTP themselves).
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod i18n;

@@ -130,7 +130,7 @@ pub fn lang_of(req: &Req, user: Option<&UserRecord>) -> &'static str {
     i18n::negotiate(req.header("accept-language").unwrap_or(""))
 }
 
-fn page(name: &str, mut ctx: Value) -> Reply {
+pub(super) fn page(name: &str, mut ctx: Value) -> Reply {
     if let Some(o) = ctx.as_object_mut() {
         o.insert("v".into(), json!(views::asset_version()));
         o.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
@@ -144,7 +144,7 @@ fn page(name: &str, mut ctx: Value) -> Reply {
     }
 }
 
-fn store_error(e: impl std::fmt::Display) -> Reply {
+pub(super) fn store_error(e: impl std::fmt::Display) -> Reply {
     log::error!("web: {e}");
     Reply::text(
         500,
@@ -152,7 +152,7 @@ fn store_error(e: impl std::fmt::Display) -> Reply {
     )
 }
 
-fn not_found() -> Reply {
+pub(super) fn not_found() -> Reply {
     Reply::text(404, "not found\n")
 }
 
@@ -221,6 +221,7 @@ pub fn route(ctx: &WebCtx, req: &Req) -> Reply {
         (true, ["customer"]) => customer(ctx, req, &s),
         (true, ["profile"]) => profile(ctx, req, &s, None, None),
         (false, ["profile", what]) => profile_action(ctx, req, &s, what, &form),
+        (_, ["admin", rest @ ..]) => super::admin::route(ctx, req, &s, &form, rest),
         _ => not_found(),
     }
 }
@@ -638,7 +639,7 @@ fn folder_label(lang: &str, f: &str) -> String {
 }
 
 /// The common context of every logged-in page.
-fn base_ctx(r: &Reader, req: &Req, s: &Session) -> Result<Value, StoreError> {
+pub(super) fn base_ctx(r: &Reader, req: &Req, s: &Session) -> Result<Value, StoreError> {
     let lang = lang_of(req, Some(&s.user));
     let mailboxes: Vec<Value> = visible_mailboxes(r, &s.user)?
         .iter()
@@ -652,7 +653,7 @@ fn base_ctx(r: &Reader, req: &Req, s: &Session) -> Result<Value, StoreError> {
     }))
 }
 
-fn merge_ctx(mut base: Value, extra: Value) -> Value {
+pub(super) fn merge_ctx(mut base: Value, extra: Value) -> Value {
     if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
         b.extend(e);
     }

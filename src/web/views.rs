@@ -45,6 +45,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "message.html",
         include_str!("../../assets/templates/message.html"),
     ),
+    (
+        "admin_base.html",
+        include_str!("../../assets/templates/admin_base.html"),
+    ),
+    (
+        "admin_macros.html",
+        include_str!("../../assets/templates/admin_macros.html"),
+    ),
+    (
+        "admin.html",
+        include_str!("../../assets/templates/admin.html"),
+    ),
 ];
 
 /// `(name, content type, contents)` of the static files under `/assets/`.

@@ -10,9 +10,9 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 
-const PW: &str = "a long enough password";
+pub(crate) const PW: &str = "a long enough password";
 
-fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
+pub(crate) fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
     head.lines()
         .filter_map(|l| l.split_once(':'))
         .filter(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -20,7 +20,7 @@ fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn cookie_value(head: &str, name: &str) -> Option<String> {
+pub(crate) fn cookie_value(head: &str, name: &str) -> Option<String> {
     header(head, "set-cookie")
         .into_iter()
         .filter_map(|c| c.split(';').next())
@@ -29,7 +29,7 @@ fn cookie_value(head: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() {
@@ -41,7 +41,7 @@ fn enc(s: &str) -> String {
     out
 }
 
-fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn form(fields: &[(&str, &str)]) -> Vec<u8> {
     fields
         .iter()
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
@@ -51,30 +51,35 @@ fn form(fields: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// A logged-in browser, as far as HTTP goes.
-struct Session {
-    port: u16,
-    cookie: String,
-    csrf: String,
+pub(crate) struct Session {
+    pub(crate) port: u16,
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
 impl Session {
-    fn origin(&self) -> String {
+    pub(crate) fn origin(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn get(&self, path: &str) -> (u16, String, String) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String, String) {
         let c = format!("postroom_session={}", self.cookie);
         request(self.port, "GET", path, &[("Cookie", &c)], b"")
     }
 
     /// A form POST as our pages send it (token and Origin).
-    fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String, String) {
+    pub(crate) fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String, String) {
         let mut f = vec![("csrf", self.csrf.as_str())];
         f.extend_from_slice(fields);
         self.post_raw(path, &form(&f), Some(&self.origin()))
     }
 
-    fn post_raw(&self, path: &str, body: &[u8], origin: Option<&str>) -> (u16, String, String) {
+    pub(crate) fn post_raw(
+        &self,
+        path: &str,
+        body: &[u8],
+        origin: Option<&str>,
+    ) -> (u16, String, String) {
         let c = format!("postroom_session={}", self.cookie);
         let mut h = vec![
             ("Cookie", c.as_str()),
@@ -87,13 +92,18 @@ impl Session {
     }
 }
 
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let at = page.find("data-csrf=\"").expect("a page with a form token") + 11;
     page[at..].split('"').next().unwrap().to_owned()
 }
 
 /// Logs in through the login form; `planted` is a session cookie an attacker set first.
-fn login_with(port: u16, login: &str, pw: &str, planted: Option<&str>) -> (u16, String, String) {
+pub(crate) fn login_with(
+    port: u16,
+    login: &str,
+    pw: &str,
+    planted: Option<&str>,
+) -> (u16, String, String) {
     let (_, head, page) = request(port, "GET", "/login", &[], b"");
     let pre = cookie_value(&head, "postroom_pre").expect("login form cookie");
     let token = csrf_of(&page);
@@ -115,7 +125,7 @@ fn login_with(port: u16, login: &str, pw: &str, planted: Option<&str>) -> (u16, 
     )
 }
 
-fn login(port: u16, user: &str, pw: &str) -> Session {
+pub(crate) fn login(port: u16, user: &str, pw: &str) -> Session {
     let (status, head, body) = login_with(port, user, pw, None);
     assert_eq!(status, 303, "login of {user}: {head}\n{body}");
     let cookie = cookie_value(&head, "postroom_session").expect("session cookie");
@@ -129,7 +139,7 @@ fn login(port: u16, user: &str, pw: &str) -> Session {
     s
 }
 
-fn api(
+pub(crate) fn api(
     port: u16,
     token: Option<&str>,
     method: &str,
@@ -148,7 +158,7 @@ fn api(
     (status, v)
 }
 
-fn mail(from: &str, to: &str, subject: &str, id: &str) -> String {
+pub(crate) fn mail(from: &str, to: &str, subject: &str, id: &str) -> String {
     format!(
         "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\nDate: Mon, 2 Nov 2026 08:00:00 +0000\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nHello about {subject}\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"invoice.pdf\"\r\n\r\n%PDF-1.4 not really\r\n--b--\r\n"
     )
@@ -156,17 +166,17 @@ fn mail(from: &str, to: &str, subject: &str, id: &str) -> String {
 
 /// Two mailboxes (Support, Sales) with one conversation each, an admin and an agent who
 /// sees Sales only, an API token for each; serve runs with plain HTTP only.
-struct Office {
-    _data: tempfile::TempDir,
-    serve: Serve,
-    port: u16,
-    admin_token: String,
-    agent_token: String,
+pub(crate) struct Office {
+    pub(crate) _data: tempfile::TempDir,
+    pub(crate) serve: Serve,
+    pub(crate) port: u16,
+    pub(crate) admin_token: String,
+    pub(crate) agent_token: String,
     /// Conversation ids: (support, sales).
-    convs: (u64, u64),
+    pub(crate) convs: (u64, u64),
 }
 
-fn office(smtp: Option<&Smtpd>) -> Office {
+pub(crate) fn office(smtp: Option<&Smtpd>) -> Office {
     let t = tmp();
     let d = t.path();
     if let Some(s) = smtp {
@@ -843,9 +853,31 @@ fn the_setup_code_makes_the_first_admin_once() {
 #[test]
 fn the_french_catalog_is_complete() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fr: std::collections::HashMap<String, String> =
-        serde_json::from_str(&std::fs::read_to_string(root.join("assets/i18n/fr.json")).unwrap())
-            .expect("fr.json is a JSON object");
+    // Every `assets/i18n/fr*.json` (one file per area of the UI), as the binary merges them.
+    let mut fr: std::collections::HashMap<String, String> = Default::default();
+    for e in std::fs::read_dir(root.join("assets/i18n")).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("fr") && name.ends_with(".json") {
+            let part: std::collections::HashMap<String, String> =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+                    .unwrap_or_else(|e| panic!("{name} is a JSON object: {e}"));
+            fr.extend(part);
+        }
+    }
+    assert_eq!(
+        postroom::web::i18n::FR.len(),
+        std::fs::read_dir(root.join("assets/i18n"))
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("fr"))
+            .count(),
+        "every assets/i18n/fr*.json is compiled in (src/web/i18n.rs FR)"
+    );
     let mut used = std::collections::BTreeSet::new();
     let mut grab = |text: &str, open: &str| {
         for part in text.split(open).skip(1) {
@@ -863,8 +895,20 @@ fn the_french_catalog_is_complete() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
         grab(&text, "t(");
     }
-    for e in std::fs::read_dir(root.join("src/web")).unwrap() {
-        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+    let mut sources = Vec::new();
+    let mut dirs = vec![root.join("src/web")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                sources.push(p);
+            }
+        }
+    }
+    for path in sources {
+        let text = std::fs::read_to_string(path).unwrap();
         // `i18n::tr(lang, "..."` possibly broken over lines by rustfmt.
         let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
         grab(
@@ -889,7 +933,10 @@ fn the_french_catalog_is_complete() {
             used.insert(piece[start + 1..].to_owned());
         }
     }
-    for (_, en) in postroom::web::pages::LABELS {
+    for (_, en) in postroom::web::pages::LABELS
+        .iter()
+        .chain(postroom::web::admin::SECTIONS)
+    {
         used.insert((*en).to_owned());
     }
     assert!(
@@ -900,7 +947,7 @@ fn the_french_catalog_is_complete() {
     let missing: Vec<&String> = used.iter().filter(|m| !fr.contains_key(*m)).collect();
     assert!(
         missing.is_empty(),
-        "not in assets/i18n/fr.json: {missing:#?}"
+        "not in any assets/i18n/fr*.json: {missing:#?}"
     );
     // And a French page really is French.
     assert_eq!(
@@ -1078,4 +1125,26 @@ fn a_refused_field_is_explained_in_the_users_language() {
     );
     assert!(page.contains("Profil"), "the page itself is French");
     o.serve.stop();
+}
+
+/// The administration is for admins: the link shows only for them, and an agent gets the
+/// same 404 as for a page that does not exist, for pages and forms alike.
+#[test]
+fn the_administration_is_only_for_admins() {
+    let o = office(None);
+    let boss = login(o.port, "boss", PW);
+    let (status, _, page) = boss.get("/admin");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"admin-menu\""), "{page}");
+    let (_, _, inbox) = boss.get("/inbox");
+    assert!(inbox.contains("id=\"admin-link\""));
+    let sam = login(o.port, "sam", PW);
+    let (_, _, inbox) = sam.get("/inbox");
+    assert!(!inbox.contains("id=\"admin-link\""));
+    for path in ["/admin", "/admin/accounts", "/admin/users", "/admin/log"] {
+        let (status, _, body) = sam.get(path);
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (status, _, _) = sam.post("/admin/users/new", &[("login", "eve")]);
+    assert_eq!(status, 404);
 }
