@@ -38,6 +38,7 @@ pub struct AccountInput {
     pub max_message_bytes: Option<u64>,
     /// `address` (by the address the mail was sent to) or `mailbox` (all into one).
     pub dispatch: Option<String>,
+    pub trusted: Option<bool>,
 }
 
 /// One field that cannot be accepted.
@@ -326,6 +327,9 @@ fn merge(
             ),
         }
     }
+    if let Some(t) = input.trusted {
+        a.trusted = t;
+    }
     if errs.is_empty() { Ok(a) } else { Err(errs) }
 }
 
@@ -358,6 +362,7 @@ fn defaults() -> AccountRecord {
         poll_secs: DEFAULT_POLL_SECS,
         max_message_bytes: DEFAULT_MAX_BYTES,
         dispatch_by_address: true,
+        trusted: false,
     }
 }
 

@@ -491,6 +491,10 @@ pub struct AccountFlags {
     /// to (else --mailbox); mailbox: all into --mailbox (default address)
     #[arg(long, value_name = "HOW")]
     dispatch: Option<String>,
+    /// Trust X-Postroom-* (X-OTOBO-*, X-OTRS-*) headers in this account's mail: yes or no
+    /// (default no). Only for accounts that receive mail from your own systems.
+    #[arg(long, value_name = "YES|NO", value_parser = parse_yes_no)]
+    trusted: Option<bool>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1406,7 +1410,16 @@ fn account_input(
         poll_secs: f.poll_secs,
         max_message_bytes: f.max_message_bytes,
         dispatch: f.dispatch,
+        trusted: f.trusted,
     })
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err(format!("{s:?} is neither yes nor no")),
+    }
 }
 
 fn account_json(a: &AccountRecord, mailboxes: &[crate::model::MailboxRecord]) -> serde_json::Value {
@@ -1426,6 +1439,7 @@ fn account_json(a: &AccountRecord, mailboxes: &[crate::model::MailboxRecord]) ->
         "poll_secs": a.poll_secs,
         "max_message_bytes": a.max_message_bytes,
         "dispatch": if a.dispatch_by_address { "address" } else { "mailbox" },
+        "trusted": a.trusted,
     })
 }
 

@@ -721,6 +721,9 @@ pub struct AccountRecord {
     /// (Delivered-To, X-Original-To, To, Cc), falling back to `mailbox`; else all in
     /// `mailbox`.
     pub dispatch_by_address: bool,
+    /// Mail from this account may steer itself with `X-Postroom-*` (and `X-OTOBO-*`,
+    /// `X-OTRS-*`) headers; on other accounts those headers are ignored.
+    pub trusted: bool,
 }
 
 /// Where an account's folder stands: the IMAP cursor `(UIDVALIDITY, last UID taken)`.

@@ -661,6 +661,7 @@ pub fn decode_log(v: &[u8]) -> Result<LogEntry, DecodeError> {
 
 const ACCOUNT_V1: u8 = 1;
 const ACCOUNT_V2: u8 = 2;
+const ACCOUNT_V3: u8 = 3;
 
 fn security_u8(s: Security) -> u8 {
     match s {
@@ -687,7 +688,7 @@ pub fn encode_account(a: &AccountRecord) -> Vec<u8> {
         AfterFetch::Delete => (1, ""),
         AfterFetch::Move(f) => (2, f.as_str()),
     };
-    let mut e = Enc::new(ACCOUNT_V2);
+    let mut e = Enc::new(ACCOUNT_V3);
     e.u64(a.id.0)
         .str(&a.name)
         .u8(match a.protocol {
@@ -711,16 +712,18 @@ pub fn encode_account(a: &AccountRecord) -> Vec<u8> {
     };
     e.u32(a.poll_secs)
         .u64(a.max_message_bytes)
-        .u8(u8::from(a.dispatch_by_address));
+        .u8(u8::from(a.dispatch_by_address))
+        .u8(u8::from(a.trusted));
     e.finish()
 }
 
-/// Reads both formats: 1 (schema 2) and 2 (adds dispatch by address).
+/// Reads every format: 1 (schema 2), 2 (adds dispatch by address), 3 (schema 5: adds
+/// the administration's fields).
 pub fn decode_account(v: &[u8]) -> Result<AccountRecord, DecodeError> {
-    let version = if v.first() == Some(&ACCOUNT_V1) {
-        ACCOUNT_V1
-    } else {
-        ACCOUNT_V2
+    let version = match v.first() {
+        Some(&ACCOUNT_V1) => ACCOUNT_V1,
+        Some(&ACCOUNT_V2) => ACCOUNT_V2,
+        _ => ACCOUNT_V3,
     };
     let mut d = Dec::new(v, "account", version)?;
     let id = AccountId(d.u64()?);
@@ -766,6 +769,7 @@ pub fn decode_account(v: &[u8]) -> Result<AccountRecord, DecodeError> {
         poll_secs: d.u32()?,
         max_message_bytes: d.u64()?,
         dispatch_by_address: version >= ACCOUNT_V2 && d.u8()? != 0,
+        trusted: version >= ACCOUNT_V3 && d.u8()? != 0,
     };
     d.end()?;
     Ok(a)
@@ -945,13 +949,19 @@ mod tests {
             poll_secs: 60,
             max_message_bytes: 25 << 20,
             dispatch_by_address: true,
+            trusted: true,
         };
         assert_eq!(decode_account(&encode_account(&a)).unwrap(), a);
+        // Format 2 (schema 4) still reads, untrusted.
+        let mut v2 = encode_account(&a);
+        v2[0] = ACCOUNT_V2;
+        v2.pop();
+        let old = decode_account(&v2).unwrap();
+        assert!(old.dispatch_by_address && !old.trusted);
         // Format 1 (schema 2) still reads, dispatching all into one mailbox.
-        let mut v1 = encode_account(&a);
-        v1[0] = ACCOUNT_V1;
-        v1.pop();
-        let old = decode_account(&v1).unwrap();
+        v2[0] = ACCOUNT_V1;
+        v2.pop();
+        let old = decode_account(&v2).unwrap();
         assert!(!old.dispatch_by_address);
         assert_eq!(old.name, "support");
         // Mailbox format 1 too.
