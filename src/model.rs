@@ -461,22 +461,44 @@ pub struct OutboxRecord {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    /// What happened, routinely: a message stored, a connection made.
     Info,
+    /// Worth a look but nothing went wrong: a duplicate, a message left on the server by
+    /// choice, an automatic reply not sent.
+    Notice,
+    /// Something is off and may need the admin: a retry, an odd server answer.
     Warn,
+    /// Something failed: a login, a delivery.
     Error,
 }
 
 impl Level {
+    /// Every level, lowest first.
+    pub const ALL: [Level; 4] = [Level::Info, Level::Notice, Level::Warn, Level::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Info => "info",
+            Level::Notice => "notice",
             Level::Warn => "warn",
             Level::Error => "error",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "info" => Some(Level::Info),
+            "notice" => Some(Level::Notice),
+            "warn" | "warning" => Some(Level::Warn),
+            "error" => Some(Level::Error),
+            _ => None,
+        }
+    }
 }
 
-/// One line of the communication log: what happened to mail, for the admin.
+/// One entry of the communication log: what happened to mail, for the admin. The first
+/// line of `text` is the summary shown in lists; further lines are the details (the
+/// server's replies, a transcript) shown when the entry is opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
     /// Unix milliseconds.

@@ -662,7 +662,7 @@ fn send_where(
         match level {
             Level::Error => log::error!("outbox: {text}"),
             Level::Warn => log::warn!("outbox: {text}"),
-            Level::Info => log::info!("outbox: {text}"),
+            Level::Info | Level::Notice => log::info!("outbox: {text}"),
         }
         ctx.store.write(|tx| {
             tx.put_outbox(&next)?;

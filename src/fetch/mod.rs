@@ -270,7 +270,7 @@ pub async fn comm_log(ctx: &FetchCtx, acct: &AccountRecord, level: Level, text: 
     match level {
         Level::Error => log::error!("{}: {}", entry.component, entry.text),
         Level::Warn => log::warn!("{}: {}", entry.component, entry.text),
-        Level::Info => log::info!("{}: {}", entry.component, entry.text),
+        Level::Info | Level::Notice => log::info!("{}: {}", entry.component, entry.text),
     }
     let store = ctx.store.clone();
     if let Err(e) = smol::unblock(move || store.write(|tx| tx.log(&entry))).await {

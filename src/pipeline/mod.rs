@@ -225,7 +225,7 @@ fn process_one(
             log(
                 tx,
                 clock,
-                Level::Info,
+                Level::Notice,
                 Some(raw),
                 Some(m.conv),
                 format!(

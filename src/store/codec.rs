@@ -629,6 +629,7 @@ pub fn encode_log(l: &LogEntry) -> Vec<u8> {
         Level::Info => 0,
         Level::Warn => 1,
         Level::Error => 2,
+        Level::Notice => 3,
     };
     let mut e = Enc::new(LOG_V1);
     e.i64(l.at)
@@ -648,6 +649,7 @@ pub fn decode_log(v: &[u8]) -> Result<LogEntry, DecodeError> {
             0 => Level::Info,
             1 => Level::Warn,
             2 => Level::Error,
+            3 => Level::Notice,
             n => return Err(d.err(format!("level {n}"))),
         },
         component: d.str()?,

@@ -1083,6 +1083,25 @@ impl Reader {
         }
     }
 
+    /// Walks the raw records from the newest backwards (ids grow with time), handing each
+    /// to `visit` until it answers `Break`.
+    pub fn raws_rev(
+        &self,
+        mut visit: impl FnMut(RawId, RawRecord) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "reading raw records";
+        let Some(t) = self.table_u64(RAWS)? else {
+            return Ok(());
+        };
+        for item in t.iter().ctx(OP)?.rev() {
+            let (k, v) = item.ctx(OP)?;
+            if visit(RawId(k.value()), codec::decode_raw(v.value())?).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub fn raw_count(&self) -> Result<u64, StoreError> {
         match self.table_u64(RAWS)? {
             Some(t) => t.len().ctx("counting raw messages"),
@@ -1143,6 +1162,39 @@ impl Reader {
         match self.table_u64(MAILBOXES)? {
             Some(t) => all_decoded(&t, "listing mailboxes", codec::decode_mailbox),
             None => Ok(Vec::new()),
+        }
+    }
+
+    /// Walks the communication log from the newest entry backwards (from just before
+    /// `before`, a sequence number, when given), handing each `(seq, entry)` to `visit`
+    /// until it answers `Break`. Entries are appended in time order.
+    pub fn log_rev(
+        &self,
+        before: Option<u64>,
+        mut visit: impl FnMut(u64, LogEntry) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "reading the log";
+        let Some(t) = self.table_u64(COMM_LOG)? else {
+            return Ok(());
+        };
+        let range = t.range(..before.unwrap_or(u64::MAX)).ctx(OP)?;
+        for item in range.rev() {
+            let (k, v) = item.ctx(OP)?;
+            if visit(k.value(), codec::decode_log(v.value())?).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One communication-log entry by its sequence number.
+    pub fn log_entry(&self, seq: u64) -> Result<Option<LogEntry>, StoreError> {
+        let Some(t) = self.table_u64(COMM_LOG)? else {
+            return Ok(None);
+        };
+        match t.get(seq).ctx("reading the log")? {
+            Some(v) => Ok(Some(codec::decode_log(v.value())?)),
+            None => Ok(None),
         }
     }
 

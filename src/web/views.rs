@@ -57,6 +57,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "admin.html",
         include_str!("../../assets/templates/admin.html"),
     ),
+    (
+        "admin_log.html",
+        include_str!("../../assets/templates/admin_log.html"),
+    ),
+    (
+        "admin_log_entry.html",
+        include_str!("../../assets/templates/admin_log_entry.html"),
+    ),
 ];
 
 /// `(name, content type, contents)` of the static files under `/assets/`.

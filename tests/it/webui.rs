@@ -862,7 +862,15 @@ fn the_french_catalog_is_complete() {
             let part: std::collections::HashMap<String, String> =
                 serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
                     .unwrap_or_else(|e| panic!("{name} is a JSON object: {e}"));
-            fr.extend(part);
+            for (k, v) in part {
+                if let Some(before) = fr.get(&k) {
+                    assert_eq!(
+                        before, &v,
+                        "{name} translates {k:?} differently from another catalog file"
+                    );
+                }
+                fr.insert(k, v);
+            }
         }
     }
     assert_eq!(

@@ -10,6 +10,8 @@
 //! a mail protocol on the web thread without a time limit, or show a secret (passwords
 //! are never sent back to the browser, only "set" / "not set").
 
+pub mod log;
+
 use super::auth::Session;
 use super::pages::{Form, base_ctx, lang_of, merge_ctx, not_found, page, store_error};
 use super::{Reply, Req, WebCtx, i18n};
@@ -27,7 +29,9 @@ pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -
         return not_found();
     }
     match (req.is_get(), rest) {
-        (true, []) => overview(ctx, req, s),
+        (true, []) => log::dashboard(ctx, req, s),
+        (true, ["log"]) => log::list(ctx, req, s),
+        (true, ["log", seq]) => log::detail(ctx, req, s, seq),
         _ => not_found(),
     }
 }
@@ -83,8 +87,4 @@ impl FieldErrors {
     pub fn to_json(&self) -> Value {
         json!(self.0)
     }
-}
-
-fn overview(ctx: &WebCtx, req: &Req, s: &Session) -> Reply {
-    render(ctx, req, s, "admin.html", "", json!({}))
 }
