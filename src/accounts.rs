@@ -383,7 +383,15 @@ pub fn add(
     input: &AccountInput,
 ) -> Result<AccountRecord, AccountError> {
     let others = tx.accounts()?;
-    let mut a = merge(&defaults(), input, true, &others).map_err(AccountError::Invalid)?;
+    let mut base = defaults();
+    // The size limit new accounts start with (Settings > max_message_mb).
+    if let Some(mb) = tx
+        .setting("max_message_mb")?
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        base.max_message_bytes = mb << 20;
+    }
+    let mut a = merge(&base, input, true, &others).map_err(AccountError::Invalid)?;
     check_mailbox(tx, &a)?;
     a.id = AccountId(tx.next_id("account")?);
     if let Some(p) = &input.password {

@@ -291,7 +291,7 @@ pub fn serve(
         None
     };
     let https_port = web_ctx.https_port.clone();
-    let fingerprint = web_ctx.cert_fingerprint.clone();
+    let cert_slot = web_ctx.cert.clone();
     let web = crate::web::Web::start(listen, web_ctx, 4).map_err(AppError::Web)?;
     let web_addr = web.addr;
     let https = match https_listen.map(|l| start_https(&dir.path, l, &web, mdns)) {
@@ -302,17 +302,18 @@ pub fn serve(
         }
         None => None,
     };
-    if let Some((front, info)) = &https {
+    if let Some((front, slot)) = &https {
         // From now on plain HTTP redirects to HTTPS once a user exists.
         https_port.store(front.addr.port(), std::sync::atomic::Ordering::Relaxed);
-        let _ = fingerprint.set(info.fingerprint.clone());
+        let _ = cert_slot.set(slot.clone());
     }
     let https_note = https
         .as_ref()
-        .map(|(front, info)| {
+        .map(|(front, slot)| {
             format!(
                 ", https on https://{}/ (certificate SHA-256 {})",
-                front.addr, info.fingerprint
+                front.addr,
+                slot.info().fingerprint
             )
         })
         .unwrap_or_default();
@@ -444,10 +445,11 @@ fn start_https(
     listen: &str,
     web: &crate::web::Web,
     mdns: Option<&str>,
-) -> Result<(crate::web::tls::HttpsFront, crate::web::tls::CertInfo), AppError> {
+) -> Result<(crate::web::tls::HttpsFront, Arc<crate::web::tls::CertSlot>), AppError> {
     let name = mdns.unwrap_or(crate::mdns::DEFAULT_NAME);
     let names = [format!("{name}.local"), "localhost".to_owned()];
-    let (config, info) = crate::web::tls::load_or_create(data, &names).map_err(AppError::Tls)?;
+    let (config, slot) = crate::web::tls::load_or_create(data, &names).map_err(AppError::Tls)?;
+    let info = slot.info();
     let front =
         crate::web::tls::HttpsFront::start(listen, config, web.tls_backend, web.peers.clone())
             .map_err(AppError::Https)?;
@@ -458,7 +460,7 @@ fn start_https(
         info.fingerprint,
         crate::model::format_utc(info.not_after)
     );
-    Ok((front, info))
+    Ok((front, slot))
 }
 
 /// Runs one command line sent over the control socket, streaming its output back, then

@@ -19,12 +19,10 @@ fn validate_tag_prefix(v: &str) -> Result<(), String> {
     if v.is_empty() || v.chars().count() > 20 {
         return Err("must be 1 to 20 characters".into());
     }
-    if let Some(c) = v.chars().find(|c| {
+    if v.chars().any(|c| {
         c.is_whitespace() || c.is_control() || matches!(c, '[' | ']') || c.is_ascii_digit()
     }) {
-        return Err(format!(
-            "must not contain {c:?} (no spaces, brackets or digits)"
-        ));
+        return Err("must not contain spaces, brackets or digits".into());
     }
     Ok(())
 }
@@ -33,6 +31,20 @@ fn validate_retention(v: &str) -> Result<(), String> {
     match v.parse::<u32>() {
         Ok(n) if (1..=3650).contains(&n) => Ok(()),
         _ => Err("must be a number of days from 1 to 3650".into()),
+    }
+}
+
+fn validate_site_name(v: &str) -> Result<(), String> {
+    if v.trim().is_empty() || v.chars().count() > 60 || v.chars().any(char::is_control) {
+        return Err("must be 1 to 60 characters, without control characters".into());
+    }
+    Ok(())
+}
+
+fn validate_message_mb(v: &str) -> Result<(), String> {
+    match v.parse::<u32>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(()),
+        _ => Err("must be a number of megabytes from 1 to 1024".into()),
     }
 }
 
@@ -62,6 +74,18 @@ pub const SETTINGS: &[SettingDef] = &[
         default: "10",
         help: "most recipients (To, Cc and BCC together) one message may have: a guard against bulk sending",
         validate: validate_recipients,
+    },
+    SettingDef {
+        key: "site_name",
+        default: "Postroom",
+        help: "the name of this helpdesk, shown in the browser's title bar and at the top of every page",
+        validate: validate_site_name,
+    },
+    SettingDef {
+        key: "max_message_mb",
+        default: "25",
+        help: "the size limit of new mail accounts in megabytes: larger messages stay on the server and are reported (each account can change its own)",
+        validate: validate_message_mb,
     },
 ];
 
@@ -133,6 +157,9 @@ pub struct Settings {
     pub subject_tag_prefix: String,
     pub comm_log_retention_days: u32,
     pub max_recipients: u32,
+    pub site_name: String,
+    /// The size limit new mail accounts start with, in bytes.
+    pub max_message_bytes: u64,
 }
 
 impl Default for Settings {
@@ -141,6 +168,8 @@ impl Default for Settings {
             subject_tag_prefix: "#".into(),
             comm_log_retention_days: 30,
             max_recipients: 10,
+            site_name: "Postroom".into(),
+            max_message_bytes: 25 << 20,
         }
     }
 }
@@ -170,6 +199,8 @@ impl Settings {
             subject_tag_prefix: get("subject_tag_prefix")?,
             comm_log_retention_days: get("comm_log_retention_days")?.parse().unwrap_or(30),
             max_recipients: get("max_recipients")?.parse().unwrap_or(10),
+            site_name: get("site_name")?,
+            max_message_bytes: u64::from(get("max_message_mb")?.parse::<u32>().unwrap_or(25)) << 20,
         })
     }
 }

@@ -46,9 +46,9 @@ pub struct WebCtx {
     /// Bumped by every change made through the web, for the pages' live refresh.
     pub changes: Arc<std::sync::atomic::AtomicU64>,
     pub clock: Arc<dyn crate::model::Clock>,
-    /// SHA-256 of the HTTPS certificate, shown on the setup page to compare with the
-    /// browser's.
-    pub cert_fingerprint: Arc<std::sync::OnceLock<String>>,
+    /// The HTTPS certificate once the TLS front runs: its fingerprint is shown on the
+    /// setup and settings pages; the settings page replaces it.
+    pub cert: Arc<std::sync::OnceLock<Arc<tls::CertSlot>>>,
     /// Set once a user exists (they are never deleted), so the check costs nothing after.
     pub has_users: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -66,7 +66,7 @@ impl WebCtx {
             https_port: Arc::default(),
             changes: Arc::default(),
             clock: Arc::new(crate::model::SystemClock),
-            cert_fingerprint: Arc::default(),
+            cert: Arc::default(),
             has_users: Arc::default(),
         }
     }

@@ -30,6 +30,8 @@ pub const PAGE_SIZE: usize = 50;
 pub struct Form {
     pub fields: Vec<(String, String)>,
     pub files: Vec<crate::compose::Attachment>,
+    /// The form field of each file in `files` (same order).
+    pub file_fields: Vec<String>,
 }
 
 impl Form {
@@ -40,6 +42,7 @@ impl Form {
             for p in crate::pipeline::parse::multipart_form(ct, &req.body) {
                 match p.filename {
                     Some(name) if !name.is_empty() && !p.bytes.is_empty() => {
+                        f.file_fields.push(p.name.clone());
                         f.files.push(crate::compose::Attachment {
                             name,
                             content_type: p.content_type,
@@ -56,7 +59,7 @@ impl Form {
         } else {
             Form {
                 fields: super::form_decode(&String::from_utf8_lossy(&req.body)),
-                files: Vec::new(),
+                ..Form::default()
             }
         }
     }
@@ -70,6 +73,12 @@ impl Form {
 
     pub fn text(&self, name: &str) -> String {
         self.get(name).unwrap_or("").trim().to_owned()
+    }
+
+    /// The file uploaded in field `name`.
+    pub fn file(&self, name: &str) -> Option<&crate::compose::Attachment> {
+        let i = self.file_fields.iter().position(|f| f == name)?;
+        self.files.get(i)
     }
 
     pub fn all(&self, name: &str) -> Vec<&str> {
@@ -298,7 +307,7 @@ fn setup(ctx: &WebCtx, req: &Req) -> Reply {
                 json!({
                     "lang": lang, "csrf": token, "errors": errs,
                     "open": ctx.setup.is_open(now),
-                    "fingerprint": ctx.cert_fingerprint.get(),
+                    "fingerprint": ctx.cert.get().map(|c| c.info().fingerprint),
                     "https": req.peer.https,
                     "login": form.text("login"), "name": form.text("name"),
                     "email": form.text("email"),
@@ -650,6 +659,7 @@ pub(super) fn base_ctx(r: &Reader, req: &Req, s: &Session) -> Result<Value, Stor
         "csrf": s.csrf,
         "me": {"id": s.user.id.0, "name": s.user.name, "login": s.user.login, "admin": s.user.is_admin()},
         "mailboxes": mailboxes,
+        "site": crate::config::Settings::load(r)?.site_name,
     }))
 }
 

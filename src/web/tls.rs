@@ -18,6 +18,8 @@ use futures_rustls::TlsAcceptor;
 use futures_rustls::pki_types::pem::PemObject;
 use futures_rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use futures_rustls::rustls::ServerConfig;
+use futures_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use futures_rustls::rustls::sign::CertifiedKey;
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
@@ -90,6 +92,196 @@ fn remake_hint(dir: &Path) -> String {
     )
 }
 
+/// The certificate the front presents, swappable while it runs (the settings page
+/// uploads or regenerates one; new connections get the new one at once).
+pub struct CertSlot {
+    data_dir: PathBuf,
+    names: Vec<String>,
+    current: std::sync::RwLock<(Arc<CertifiedKey>, CertInfo)>,
+}
+
+impl fmt::Debug for CertSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertSlot")
+            .field("info", &self.info())
+            .finish()
+    }
+}
+
+impl ResolvesServerCert for CertSlot {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.0.clone())
+    }
+}
+
+impl CertSlot {
+    /// What the front presents now.
+    pub fn info(&self) -> CertInfo {
+        match self.current.read() {
+            Ok(c) => c.1.clone(),
+            Err(p) => p.into_inner().1.clone(),
+        }
+    }
+
+    fn swap(&self, key: Arc<CertifiedKey>, info: CertInfo) {
+        match self.current.write() {
+            Ok(mut c) => *c = (key, info),
+            Err(p) => *p.into_inner() = (key, info),
+        }
+    }
+
+    /// Installs an uploaded certificate (PEM, the chain: server certificate first) and
+    /// its private key (PEM): both are checked to belong together before anything is
+    /// written; then the key (0600) and the certificate replace the files in the data
+    /// dir and the front presents them to new connections.
+    pub fn install_pem(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<CertInfo, TlsError> {
+        let cert_path = self.data_dir.join(CERT_FILE);
+        let key_path = self.data_dir.join(KEY_FILE);
+        let bad = |what: &str, detail: String, hint: &str| TlsError {
+            path: cert_path.clone(),
+            what: what.into(),
+            detail,
+            hint: hint.into(),
+        };
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                bad(
+                    "the uploaded certificate cannot be read:",
+                    format!("not a PEM certificate ({e})"),
+                    "Upload the certificate file in PEM form (it starts with -----BEGIN CERTIFICATE-----)",
+                )
+            })?;
+        if chain.is_empty() {
+            return Err(bad(
+                "the uploaded certificate cannot be read:",
+                "the file holds no certificate".into(),
+                "Upload the certificate file in PEM form (it starts with -----BEGIN CERTIFICATE-----)",
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+            bad(
+                "the uploaded private key cannot be read:",
+                format!("not a PEM private key ({e})"),
+                "Upload the private key in PEM form (-----BEGIN PRIVATE KEY----- or -----BEGIN EC/RSA PRIVATE KEY-----), without a password",
+            )
+        })?;
+        let certified = certified_key(chain.clone(), key.clone_key()).map_err(|detail| {
+            bad(
+                "the uploaded certificate and key cannot be used together:",
+                detail,
+                "Upload the private key that belongs to this certificate",
+            )
+        })?;
+        let info = self.info_of(chain.first())?;
+        let mut pem = String::new();
+        for c in &chain {
+            pem.push_str(&pem_block("CERTIFICATE", c.as_ref()));
+        }
+        write_atomic(&key_path, key_pem, 0o600).map_err(|e| TlsError {
+            path: key_path.clone(),
+            what: "cannot write the HTTPS key".into(),
+            detail: e.to_string(),
+            hint: "Check that the data directory is writable".into(),
+        })?;
+        write_atomic(&cert_path, pem.as_bytes(), 0o644).map_err(|e| TlsError {
+            path: cert_path.clone(),
+            what: "cannot write the HTTPS certificate".into(),
+            detail: e.to_string(),
+            hint: "Check that the data directory is writable".into(),
+        })?;
+        log::info!(
+            "https: installed an uploaded certificate with SHA-256 fingerprint {}",
+            info.fingerprint
+        );
+        self.swap(Arc::new(certified), info.clone());
+        Ok(info)
+    }
+
+    /// Makes a new self-signed certificate and key, replacing the files, and presents it.
+    pub fn regenerate(&self) -> Result<CertInfo, TlsError> {
+        let cert_path = self.data_dir.join(CERT_FILE);
+        let key_path = self.data_dir.join(KEY_FILE);
+        let (cert, key) = create(&self.data_dir, &self.names, &cert_path, &key_path)?;
+        let info = self.info_of(Some(&cert))?;
+        let certified = certified_key(vec![cert], key).map_err(|detail| TlsError {
+            path: key_path.clone(),
+            what: "cannot use the new HTTPS certificate with its key".into(),
+            detail,
+            hint: remake_hint(&self.data_dir),
+        })?;
+        log::info!(
+            "https: made a new certificate with SHA-256 fingerprint {}",
+            info.fingerprint
+        );
+        self.swap(Arc::new(certified), info.clone());
+        Ok(info)
+    }
+
+    fn info_of(&self, cert: Option<&CertificateDer<'_>>) -> Result<CertInfo, TlsError> {
+        let cert_path = self.data_dir.join(CERT_FILE);
+        let Some(cert) = cert else {
+            return Err(TlsError {
+                path: cert_path,
+                what: "no certificate".into(),
+                detail: String::new(),
+                hint: String::new(),
+            });
+        };
+        let facts = crate::net::cert_facts(cert.as_ref());
+        Ok(CertInfo {
+            fingerprint: Fingerprint::of(cert.as_ref()).to_string(),
+            not_after: facts.not_after,
+            cert_path,
+        })
+    }
+}
+
+/// A PEM block of `der` under `label`.
+fn pem_block(label: &str, der: &[u8]) -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::with_capacity(der.len() * 4 / 3 + 4);
+    for chunk in der.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                let idx = ((n >> (18 - 6 * i)) & 63) as usize;
+                b64.push(char::from(B64.get(idx).copied().unwrap_or(b'A')));
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let mut out = format!("-----BEGIN {label}-----\n");
+    let bytes = b64.as_bytes();
+    for line in bytes.chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// A certificate chain and its key as rustls serves them; refuses a key that does not
+/// belong to the certificate.
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, String> {
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("the key is not usable ({e})"))?;
+    let ck = CertifiedKey::new(chain, signing);
+    match ck.keys_match() {
+        Ok(()) => Ok(ck),
+        Err(e) => Err(format!("the key does not belong to the certificate ({e})")),
+    }
+}
+
 /// Loads the certificate and key from `data_dir`, or makes them on first run: a
 /// self-signed ECDSA P-256 certificate for `names` (e.g. `postroom.local`, `localhost`)
 /// and 127.0.0.1, valid about ten years. The key is written with mode 0600 from the
@@ -98,13 +290,14 @@ fn remake_hint(dir: &Path) -> String {
 pub fn load_or_create(
     data_dir: &Path,
     names: &[String],
-) -> Result<(Arc<ServerConfig>, CertInfo), TlsError> {
+) -> Result<(Arc<ServerConfig>, Arc<CertSlot>), TlsError> {
     let cert_path = data_dir.join(CERT_FILE);
     let key_path = data_dir.join(KEY_FILE);
-    let (cert_der, key_der) = match std::fs::read(&cert_path) {
+    let (chain, key_der) = match std::fs::read(&cert_path) {
         Ok(cert_pem) => load(data_dir, &cert_path, &cert_pem, &key_path)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            create(data_dir, names, &cert_path, &key_path)?
+            let (c, k) = create(data_dir, names, &cert_path, &key_path)?;
+            (vec![c], k)
         }
         Err(e) => {
             return Err(TlsError {
@@ -116,12 +309,29 @@ pub fn load_or_create(
             });
         }
     };
-    let facts = crate::net::cert_facts(cert_der.as_ref());
-    let info = CertInfo {
-        fingerprint: Fingerprint::of(cert_der.as_ref()).to_string(),
-        not_after: facts.not_after,
-        cert_path: cert_path.clone(),
+    let first = chain.first().cloned();
+    let certified = certified_key(chain, key_der).map_err(|detail| TlsError {
+        path: key_path.clone(),
+        what: "cannot use the HTTPS certificate with its key".into(),
+        detail,
+        hint: remake_hint(data_dir),
+    })?;
+    let slot = CertSlot {
+        data_dir: data_dir.to_owned(),
+        names: names.to_vec(),
+        current: std::sync::RwLock::new((
+            Arc::new(certified),
+            CertInfo {
+                fingerprint: String::new(),
+                not_after: 0,
+                cert_path: cert_path.clone(),
+            },
+        )),
     };
+    let info = slot.info_of(first.as_ref())?;
+    if let Ok(mut c) = slot.current.write() {
+        c.1 = info.clone();
+    }
     let now = unix_now();
     if info.not_after > 0 && info.not_after < now {
         log::warn!(
@@ -131,21 +341,20 @@ pub fn load_or_create(
             remake_hint(data_dir)
         );
     }
+    let slot = Arc::new(slot);
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .and_then(|b| {
-            b.with_no_client_auth()
-                .with_single_cert(vec![cert_der], key_der)
-        })
         .map_err(|e| TlsError {
             path: key_path.clone(),
-            what: "cannot use the HTTPS certificate with its key".into(),
+            what: "cannot set up TLS".into(),
             detail: e.to_string(),
             hint: remake_hint(data_dir),
-        })?;
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(slot.clone());
     // The web server behind the front speaks HTTP/1.1 only.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((Arc::new(config), info))
+    Ok((Arc::new(config), slot))
 }
 
 fn unix_now() -> i64 {
@@ -162,13 +371,20 @@ fn load(
     cert_path: &Path,
     cert_pem: &[u8],
     key_path: &Path,
-) -> Result<Pair, TlsError> {
-    let cert = CertificateDer::from_pem_slice(cert_pem).map_err(|e| TlsError {
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let damaged = |detail: String| TlsError {
         path: cert_path.to_owned(),
         what: "the HTTPS certificate is damaged:".into(),
-        detail: format!("no PEM certificate could be read from it ({e})"),
+        detail,
         hint: remake_hint(data_dir),
-    })?;
+    };
+    // The whole chain (an uploaded certificate may come with intermediates).
+    let cert: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| damaged(format!("no PEM certificate could be read from it ({e})")))?;
+    if cert.is_empty() {
+        return Err(damaged("no PEM certificate could be read from it".into()));
+    }
     let key_pem = std::fs::read(key_path).map_err(|e| TlsError {
         path: key_path.to_owned(),
         what: "cannot read the HTTPS certificate's private key".into(),
@@ -519,6 +735,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let (_, first) = load_or_create(t.path(), &names()).unwrap();
         let (_, again) = load_or_create(t.path(), &names()).unwrap();
+        let (first, again) = (first.info(), again.info());
         assert_eq!(first, again);
         assert_eq!(first.fingerprint.len(), 32 * 3 - 1);
         assert_eq!(first.fingerprint, first.fingerprint.to_uppercase());
@@ -578,6 +795,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_uploaded_pair_replaces_the_certificate_and_a_wrong_key_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let (_, slot) = load_or_create(t.path(), &names()).unwrap();
+        let before = slot.info();
+        // Another pair, as an admin would upload it.
+        let other = tempfile::tempdir().unwrap();
+        let (_, other_slot) = load_or_create(other.path(), &names()).unwrap();
+        let cert = std::fs::read(other.path().join(CERT_FILE)).unwrap();
+        let key = std::fs::read(other.path().join(KEY_FILE)).unwrap();
+        let own_key = std::fs::read(t.path().join(KEY_FILE)).unwrap();
+        // A key of another certificate: refused, nothing written, nothing swapped.
+        let e = slot.install_pem(&cert, &own_key).unwrap_err().to_string();
+        assert!(e.contains("cannot be used together"), "{e}");
+        assert_eq!(slot.info(), before);
+        assert_eq!(std::fs::read(t.path().join(KEY_FILE)).unwrap(), own_key);
+        let e = slot.install_pem(b"junk", &key).unwrap_err().to_string();
+        assert!(e.contains("BEGIN CERTIFICATE"), "{e}");
+        // The right pair: presented at once, and kept for the next start.
+        let info = slot.install_pem(&cert, &key).unwrap();
+        assert_eq!(info.fingerprint, other_slot.info().fingerprint);
+        assert_eq!(slot.info(), info);
+        let (_, reloaded) = load_or_create(t.path(), &names()).unwrap();
+        assert_eq!(reloaded.info().fingerprint, info.fingerprint);
+        // Regenerating makes a new one, kept too.
+        let fresh = slot.regenerate().unwrap();
+        assert_ne!(fresh.fingerprint, info.fingerprint);
+        assert_ne!(fresh.fingerprint, before.fingerprint);
+        let (_, reloaded) = load_or_create(t.path(), &names()).unwrap();
+        assert_eq!(reloaded.info().fingerprint, fresh.fingerprint);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(t.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
     /// A backend for one connection: once the first bytes arrive it reports the
     /// connection's remote port (the front's local one) and waits for the go, then
     /// echoes the bytes back and closes.
@@ -609,7 +864,7 @@ mod tests {
         let (backend_addr, ports, go, backend) = backend();
         let peers = PeerMap::default();
         let front = HttpsFront::start("127.0.0.1:0", config, backend_addr, peers.clone()).unwrap();
-        let connector = client(&info.cert_path);
+        let connector = client(&info.info().cert_path);
         smol::block_on(async {
             let tcp = TcpStream::connect(front.addr).await.unwrap();
             let me = tcp.local_addr().unwrap();
@@ -649,7 +904,7 @@ mod tests {
             peers.clone(),
         )
         .unwrap();
-        let connector = client(&info.cert_path);
+        let connector = client(&info.info().cert_path);
         // One connection mid-request, one that never starts its handshake.
         let idle = std::net::TcpStream::connect(front.addr).unwrap();
         let mut tls = smol::block_on(async {

@@ -65,6 +65,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "admin_log_entry.html",
         include_str!("../../assets/templates/admin_log_entry.html"),
     ),
+    (
+        "admin_settings.html",
+        include_str!("../../assets/templates/admin_settings.html"),
+    ),
 ];
 
 /// `(name, content type, contents)` of the static files under `/assets/`.

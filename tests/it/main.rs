@@ -19,6 +19,7 @@ mod smtpd;
 mod support;
 
 mod admin_log;
+mod admin_settings;
 mod architecture;
 mod browser_selftest;
 mod cli;

@@ -944,8 +944,16 @@ fn the_french_catalog_is_complete() {
     for (_, en) in postroom::web::pages::LABELS
         .iter()
         .chain(postroom::web::admin::SECTIONS)
+        .chain(postroom::web::admin::log::LEVEL_LABELS)
     {
         used.insert((*en).to_owned());
+    }
+    for (_, label, help) in postroom::web::admin::settings::FIELDS {
+        used.insert((*label).to_owned());
+        used.insert((*help).to_owned());
+    }
+    for why in postroom::web::admin::settings::REASONS {
+        used.insert((*why).to_owned());
     }
     assert!(
         used.len() > 80,

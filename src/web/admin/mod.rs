@@ -11,6 +11,7 @@
 //! are never sent back to the browser, only "set" / "not set").
 
 pub mod log;
+pub mod settings;
 
 use super::auth::Session;
 use super::pages::{Form, base_ctx, lang_of, merge_ctx, not_found, page, store_error};
@@ -23,7 +24,6 @@ pub const SECTIONS: &[(&str, &str)] = &[("", "Overview")];
 
 /// `/admin/...`: `rest` is the path after `/admin`.
 pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -> Reply {
-    let _ = form;
     if !s.user.is_admin() {
         // Exactly like a page that does not exist: the admin area is not advertised.
         return not_found();
@@ -32,6 +32,9 @@ pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -
         (true, []) => log::dashboard(ctx, req, s),
         (true, ["log"]) => log::list(ctx, req, s),
         (true, ["log", seq]) => log::detail(ctx, req, s, seq),
+        (true, ["settings"]) => settings::page(ctx, req, s),
+        (false, ["settings", "save"]) => settings::save(ctx, req, s, form),
+        (false, ["settings", "certificate"]) => settings::certificate(ctx, req, s, form),
         _ => not_found(),
     }
 }
