@@ -48,6 +48,10 @@ fn validate_message_mb(v: &str) -> Result<(), String> {
     }
 }
 
+fn validate_time_zone(v: &str) -> Result<(), String> {
+    crate::timezone::TimeZone::named(v, std::path::Path::new(crate::timezone::ZONEINFO)).map(drop)
+}
+
 /// Every setting there is.
 fn validate_recipients(v: &str) -> Result<(), String> {
     match v.parse::<u32>() {
@@ -86,6 +90,12 @@ pub const SETTINGS: &[SettingDef] = &[
         default: "25",
         help: "the size limit of new mail accounts in megabytes: larger messages stay on the server and are reported (each account can change its own)",
         validate: validate_message_mb,
+    },
+    SettingDef {
+        key: "time_zone",
+        default: "UTC",
+        help: "the time zone times are shown in: UTC, an offset like +01:00, or a name like Europe/Paris",
+        validate: validate_time_zone,
     },
 ];
 
@@ -160,6 +170,8 @@ pub struct Settings {
     pub site_name: String,
     /// The size limit new mail accounts start with, in bytes.
     pub max_message_bytes: u64,
+    /// The name of the time zone times are shown in.
+    pub time_zone: String,
 }
 
 impl Default for Settings {
@@ -170,6 +182,7 @@ impl Default for Settings {
             max_recipients: 10,
             site_name: "Postroom".into(),
             max_message_bytes: 25 << 20,
+            time_zone: "UTC".into(),
         }
     }
 }
@@ -200,6 +213,7 @@ impl Settings {
             comm_log_retention_days: get("comm_log_retention_days")?.parse().unwrap_or(30),
             max_recipients: get("max_recipients")?.parse().unwrap_or(10),
             site_name: get("site_name")?,
+            time_zone: get("time_zone")?,
             max_message_bytes: u64::from(get("max_message_mb")?.parse::<u32>().unwrap_or(25)) << 20,
         })
     }

@@ -38,6 +38,7 @@
 //! | [`mailboxes`] | mailbox settings and system addresses (aliases, validity), address lookup | send mail or delete an address |
 //! | [`accounts`] | validation of mail-account settings, sealing passwords | connect anywhere |
 //! | [`secret`] | `Secret` (prints `***`), the key file, sealed passwords | log or store a key in clear |
+//! | [`timezone`] | the office's time zone for showing times to people: UTC, fixed offsets, IANA zones from the system's TZif files | fail a page (an unreadable zone shows UTC) |
 //! | [`config`] | data-dir resolution, the settings table with validation | hold globals |
 //! | [`app`] | data dir, lock, replay at startup, `serve` and its shutdown | hold business rules |
 //! | [`cli`] | subcommands, printing, progress bar | hold business rules |
@@ -85,5 +86,6 @@ pub mod pipeline;
 pub mod secret;
 pub mod smtp;
 pub mod store;
+pub mod timezone;
 pub mod users;
 pub mod web;

@@ -14,10 +14,11 @@ say() { printf '\n== %s\n' "$*"; }
 need_pkgs=()
 for pair in "kill:procps" "time:time" "openssl:openssl" "dovecot:dovecot-core" \
             "/usr/lib/dovecot/imap:dovecot-imapd" "/usr/lib/dovecot/pop3:dovecot-pop3d" \
-            "/usr/bin/chromium:chromium" "/usr/bin/chromedriver:chromium-driver"; do
+            "/usr/bin/chromium:chromium" "/usr/bin/chromedriver:chromium-driver" \
+            "/usr/share/zoneinfo/Europe/Paris:tzdata"; do
   bin=${pair%%:*} pkg=${pair#*:}
   case "$bin" in
-    /*) [ -x "$bin" ] || need_pkgs+=("$pkg") ;;
+    /*) [ -e "$bin" ] || need_pkgs+=("$pkg") ;;
     *) command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/bin/$bin" ] || [ -x "/usr/sbin/$bin" ] || need_pkgs+=("$pkg") ;;
   esac
 done

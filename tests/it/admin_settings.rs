@@ -155,7 +155,7 @@ fn settings_are_checked_saved_and_the_certificate_is_replaced() {
     let urlenc = "application/x-www-form-urlencoded";
 
     // Two bad values: each refused next to its field, in French; nothing stored.
-    let fields = |site: &str, days: &str| {
+    let fields = |site: &str, days: &str, tz: &str| {
         form(&[
             ("csrf", &csrf),
             ("site_name", site),
@@ -163,9 +163,15 @@ fn settings_are_checked_saved_and_the_certificate_is_replaced() {
             ("comm_log_retention_days", days),
             ("max_message_mb", "40"),
             ("max_recipients", "10"),
+            ("time_zone", tz),
         ])
     };
-    let (status, _, page) = post(&pin, "/admin/settings/save", urlenc, &fields("", "0"));
+    let (status, _, page) = post(
+        &pin,
+        "/admin/settings/save",
+        urlenc,
+        &fields("", "0", "Mars/Olympus_Mons"),
+    );
     assert_eq!(status, 200);
     assert!(page.contains("id=\"err-site_name\""), "{page}");
     assert!(
@@ -177,6 +183,7 @@ fn settings_are_checked_saved_and_the_certificate_is_replaced() {
         "in French: {page}"
     );
     assert!(!page.contains("id=\"err-max_message_mb\""));
+    assert!(page.contains("id=\"err-time_zone\""), "{page}");
     let (_, _, page) = get(&pin, "/admin/settings");
     assert!(
         page.contains("value=\"#\""),
@@ -188,7 +195,7 @@ fn settings_are_checked_saved_and_the_certificate_is_replaced() {
         &pin,
         "/admin/settings/save",
         urlenc,
-        &fields("Helpdesk Müller", "90"),
+        &fields("Helpdesk Müller", "90", "Europe/Paris"),
     );
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("id=\"notice\""), "{page}");

@@ -1,6 +1,6 @@
 //! The settings page (`/admin/settings`): the site name, the conversation tag prefix,
 //! the communication log's retention, the size limit new accounts start with, the
-//! recipient limit, and the HTTPS certificate (its fingerprint and validity; upload a
+//! recipient limit, the time zone, and the HTTPS certificate (its fingerprint and validity; upload a
 //! certificate with its key, or make a new self-signed one).
 //!
 //! Owns: the form and its messages. The rules of each setting are `config::SETTINGS`
@@ -43,6 +43,11 @@ pub const FIELDS: &[(&str, &str, &str)] = &[
         "Most recipients per message",
         "To, Cc and BCC together: a guard against bulk sending.",
     ),
+    (
+        "time_zone",
+        "Time zone",
+        "Times on the pages are shown in it: UTC, an offset like +01:00, or a name like Europe/Paris.",
+    ),
 ];
 
 /// The validators' reasons (config.rs), as catalog messages.
@@ -53,6 +58,9 @@ pub const REASONS: &[&str] = &[
     "must be a number from 1 to 100",
     "must be 1 to 60 characters, without control characters",
     "must be a number of megabytes from 1 to 1024",
+    "is not a time zone: use UTC, an offset like +01:00, or a name like Europe/Paris",
+    "is not a time zone this system knows (no zone file for it)",
+    "has a damaged zone file",
 ];
 
 fn current(ctx: &WebCtx) -> Result<Vec<(String, String)>, crate::store::StoreError> {
