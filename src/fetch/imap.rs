@@ -44,6 +44,8 @@ pub struct Imap<'a> {
     created_target: bool,
     /// UIDNEXT of the IDLE folder when the last pass selected it.
     idle_uidnext: Option<u32>,
+    /// How it logged in (for `account check`).
+    pub(crate) login_used: LoginMethod,
 }
 
 fn imap_err(
@@ -421,6 +423,7 @@ impl<'a> Imap<'a> {
             server,
             created_target: false,
             idle_uidnext: None,
+            login_used: method,
         };
         Ok(imap)
     }
@@ -1218,6 +1221,7 @@ impl<'a> Imap<'a> {
             server,
             created_target,
             idle_uidnext,
+            login_used,
         } = self;
         let rebuild = |session| Imap {
             ctx,
@@ -1230,6 +1234,7 @@ impl<'a> Imap<'a> {
             server: server.clone(),
             created_target,
             idle_uidnext,
+            login_used,
         };
         let folder = acct
             .folders

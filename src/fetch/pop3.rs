@@ -36,6 +36,8 @@ pub struct Pop3<'a> {
     ep: Endpoint,
     server: String,
     io: BufReader<Conn>,
+    /// How it logged in (for `account check`).
+    pub(crate) login_used: LoginMethod,
 }
 
 impl<'a> Pop3<'a> {
@@ -186,6 +188,7 @@ impl<'a> Pop3<'a> {
             ep: ep.clone(),
             server,
             io: BufReader::with_capacity(64 * 1024, conn),
+            login_used: LoginMethod::Login,
         };
         if let Err(reply) = p.status("greeting").await? {
             return Err(p.refused(
@@ -219,6 +222,7 @@ impl<'a> Pop3<'a> {
                 ep: ep.clone(),
                 server: format!("{}:{}", ep.host, ep.port),
                 io: BufReader::with_capacity(64 * 1024, tls),
+                login_used: LoginMethod::Login,
             };
         }
         let password = accounts::password(&ctx.keys, acct).map_err(|error| FetchError::Secret {
@@ -232,7 +236,9 @@ impl<'a> Pop3<'a> {
         } else {
             None
         };
-        match super::pick_login(acct.login, &acct.authzid, password.expose(), offers_plain) {
+        p.login_used =
+            super::pick_login(acct.login, &acct.authzid, password.expose(), offers_plain);
+        match p.login_used {
             LoginMethod::Plain => {
                 let plain = super::sasl_plain(&acct.authzid, &user, password.expose());
                 // RFC 5034: the command, the server's "+", then the base64 message.

@@ -610,7 +610,7 @@ fn show_form(
         None => "/admin/accounts/new".to_owned(),
     };
     let mut ctxv = json!({
-        "v": values,
+        "val": values,
         "errors": errs.to_json(),
         "mailbox_options": mailboxes,
         "presets": presets,
