@@ -153,4 +153,17 @@
     th.addEventListener("click", sort);
     th.addEventListener("keydown", (e) => { if (e.key === "Enter") sort(); });
   });
+
+  // Mail account form: a provider preset fills the server fields at once (without
+  // JavaScript, the "Fill in" button asks the server to do the same).
+  const preset = document.getElementById("f-preset");
+  if (preset) preset.addEventListener("change", () => {
+    const o = preset.selectedOptions[0];
+    if (!o || !o.dataset.host) return;
+    const set = (id, v) => { const el = document.getElementById(id); if (el) el.value = v; };
+    set("f-protocol", "imap");
+    set("f-host", o.dataset.host);
+    set("f-port", o.dataset.port);
+    set("f-security", o.dataset.security);
+  });
 })();

@@ -5,7 +5,9 @@
 //! later), each violation reported against its field with the value and what to do.
 //! Must not: connect anywhere (that is `fetch`), or keep a password in clear.
 
-use crate::model::{AccountId, AccountRecord, AfterFetch, MailboxId, Protocol, Security};
+use crate::model::{
+    AccountId, AccountRecord, AfterFetch, LoginMethod, MailboxId, Protocol, Security, Validity,
+};
 use crate::net::Fingerprint;
 use crate::secret::{Keyring, Secret, SecretError};
 use crate::store::{StoreError, Tx};
@@ -39,19 +41,71 @@ pub struct AccountInput {
     /// `address` (by the address the mail was sent to) or `mailbox` (all into one).
     pub dispatch: Option<String>,
     pub trusted: Option<bool>,
+    /// auto, login or plain.
+    pub login: Option<String>,
+    /// SASL authorization identity; `Some("")` removes it.
+    pub authzid: Option<String>,
+    /// valid, invalid or temporarily-invalid.
+    pub validity: Option<String>,
+    pub comment: Option<String>,
 }
 
-/// One field that cannot be accepted.
+/// One field that cannot be accepted (users, mailboxes, SMTP servers: English text).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
     pub field: &'static str,
     pub message: String,
 }
 
+/// A message for people: a catalog key (the English text with `{placeholders}`) and the
+/// values; the command line prints it in English, the browser in the user's language.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Msg {
+    pub key: &'static str,
+    pub args: Vec<(&'static str, String)>,
+}
+
+impl Msg {
+    pub fn new(key: &'static str) -> Msg {
+        Msg {
+            key,
+            args: Vec::new(),
+        }
+    }
+    /// A message about a value as typed (shown quoted).
+    pub fn value(key: &'static str, v: impl fmt::Debug) -> Msg {
+        Msg {
+            key,
+            args: vec![("value", format!("{v:?}"))],
+        }
+    }
+    /// The English text.
+    pub fn english(&self) -> String {
+        let mut out = self.key.to_owned();
+        for (k, v) in &self.args {
+            out = out.replace(&format!("{{{k}}}"), v);
+        }
+        out
+    }
+}
+
+impl fmt::Display for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.english())
+    }
+}
+
+/// One account field that cannot be accepted, with a translatable message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub field: &'static str,
+    pub msg: Msg,
+}
+
 /// Why an account could not be saved.
 #[derive(Debug)]
 pub enum AccountError {
-    Invalid(Vec<FieldError>),
+    Invalid(Vec<Problem>),
     NotFound(String),
     Secret(SecretError),
     Store(StoreError),
@@ -63,7 +117,7 @@ impl fmt::Display for AccountError {
             AccountError::Invalid(errs) => {
                 let parts: Vec<String> = errs
                     .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .map(|e| format!("{}: {}", e.field, e.msg.english()))
                     .collect();
                 write!(f, "the account cannot be saved: {}", parts.join("; "))
             }
@@ -123,44 +177,74 @@ pub(crate) fn check_name(kind: &str, n: &str, taken: bool) -> Result<String, Str
 }
 
 pub(crate) fn parse_security(s: &str) -> Result<Security, String> {
-    Security::parse(s)
-        .ok_or_else(|| format!("{s:?} is not a security mode; use none, starttls or tls"))
+    security_msg(s).map_err(|m| m.english())
+}
+
+fn security_msg(s: &str) -> Result<Security, Msg> {
+    Security::parse(s.trim()).ok_or_else(|| {
+        Msg::value(
+            "{value} is not a security mode; use none, starttls or tls.",
+            s,
+        )
+    })
 }
 
 pub(crate) fn check_host(h: &str) -> Result<String, String> {
+    host_msg(h).map_err(|m| m.english())
+}
+
+fn host_msg(h: &str) -> Result<String, Msg> {
     let h = h.trim();
     if valid_host(h) {
         Ok(h.to_owned())
     } else {
-        Err(format!("{h:?} is not a host name or IP address"))
+        Err(Msg::value("{value} is not a host name or IP address.", h))
     }
 }
 
 pub(crate) fn check_port(p: u32) -> Result<u16, String> {
-    u16::try_from(p)
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("{p} is not a port (1-65535)"))
+    port_msg(p).map_err(|m| m.english())
+}
+
+fn port_msg(p: u32) -> Result<u16, Msg> {
+    u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| Msg {
+        key: "{value} is not a port (1-65535).",
+        args: vec![("value", p.to_string())],
+    })
 }
 
 pub(crate) fn check_password(p: &Secret) -> Result<(), String> {
+    password_msg(p).map_err(|m| m.english())
+}
+
+fn password_msg(p: &Secret) -> Result<(), Msg> {
     if p.expose().contains(['\r', '\n', '\0']) {
-        return Err("must not contain line breaks or NUL characters".into());
+        return Err(Msg::new("Must not contain line breaks or NUL characters."));
     }
     Ok(())
 }
 
 /// A certificate pin as typed: "" removes it.
 pub(crate) fn parse_pin(pin: &str) -> Result<Option<[u8; 32]>, String> {
+    pin_msg(pin).map_err(|m| m.english())
+}
+
+fn pin_msg(pin: &str) -> Result<Option<[u8; 32]>, Msg> {
     if pin.trim().is_empty() {
         return Ok(None);
     }
     Fingerprint::parse(pin.trim())
         .map(|fp| Some(fp.0))
         .ok_or_else(|| {
-            format!("{pin:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)")
+            Msg::value(
+                "{value} is not a SHA-256 fingerprint (64 hex digits, colons allowed).",
+                pin.trim(),
+            )
         })
 }
+
+/// The largest comment kept with an account.
+pub const MAX_COMMENT: usize = 2000;
 
 /// Applies `input` over `base` (an existing account, or defaults for a new one) and
 /// checks every field; all problems are reported at once.
@@ -169,45 +253,67 @@ fn merge(
     input: &AccountInput,
     is_new: bool,
     others: &[AccountRecord],
-) -> Result<AccountRecord, Vec<FieldError>> {
+) -> Result<AccountRecord, Vec<Problem>> {
     let mut errs = Vec::new();
-    let mut err = |field: &'static str, message: String| errs.push(FieldError { field, message });
+    let mut err = |field: &'static str, msg: Msg| errs.push(Problem { field, msg });
     let mut a = base.clone();
     if let Some(n) = &input.name {
-        let taken = others
+        let t = n.trim();
+        if t.is_empty() && is_new {
+            err("name", Msg::new("Required."));
+        } else if t.is_empty()
+            || t.chars().count() > 64
+            || t.chars().any(|c| c.is_control() || c == '/')
+        {
+            err(
+                "name",
+                Msg::value(
+                    "{value} is not usable: 1 to 64 characters, no '/' or control characters.",
+                    t,
+                ),
+            );
+        } else if others
             .iter()
-            .any(|o| o.id != a.id && o.name.eq_ignore_ascii_case(n.trim()));
-        match check_name("an account", n, taken) {
-            Ok(n) => a.name = n,
-            Err(m) => err("name", m),
+            .any(|o| o.id != a.id && o.name.eq_ignore_ascii_case(t))
+        {
+            err(
+                "name",
+                Msg::value(
+                    "An account named {value} already exists; choose another name.",
+                    t,
+                ),
+            );
+        } else {
+            a.name = t.to_owned();
         }
     } else if is_new {
-        err("name", "is required".into());
+        err("name", Msg::new("Required."));
     }
     if let Some(p) = &input.protocol {
-        match Protocol::parse(p) {
+        match Protocol::parse(p.trim()) {
             Some(p) => a.protocol = p,
             None => err(
                 "protocol",
-                format!("{p:?} is not a protocol; use imap or pop3"),
+                Msg::value("{value} is not a protocol; use imap or pop3.", p),
             ),
         }
     }
     if let Some(s) = &input.security {
-        match parse_security(s) {
+        match security_msg(s) {
             Ok(s) => a.security = s,
             Err(m) => err("security", m),
         }
     }
-    if let Some(h) = &input.host {
-        match check_host(h) {
+    match input.host.as_deref().map(str::trim) {
+        Some("") if is_new => err("host", Msg::new("Required (e.g. imap.example.com).")),
+        Some(h) => match host_msg(h) {
             Ok(h) => a.host = h,
             Err(m) => err("host", m),
-        }
-    } else if is_new {
-        err("host", "is required (e.g. imap.example.com)".into());
+        },
+        None if is_new => err("host", Msg::new("Required (e.g. imap.example.com).")),
+        None => {}
     }
-    match input.port.map(check_port) {
+    match input.port.map(port_msg) {
         Some(Ok(p)) => a.port = p,
         Some(Err(m)) => err("port", m),
         // No port given: a port that was the default keeps following the defaults.
@@ -217,25 +323,54 @@ fn merge(
         None => {}
     }
     if let Some(u) = &input.username {
-        if u.is_empty() || u.chars().any(|c| c.is_control()) {
+        if u.is_empty() && is_new {
+            err("username", Msg::new("Required."));
+        } else if u.is_empty() || u.chars().any(|c| c.is_control()) {
             err(
                 "username",
-                "must not be empty or contain control characters".into(),
+                Msg::new("Must not be empty or contain control characters."),
             );
         } else {
             a.username = u.clone();
         }
     } else if is_new {
-        err("username", "is required".into());
+        err("username", Msg::new("Required."));
     }
-    if let Some(p) = &input.password {
-        if let Err(m) = check_password(p) {
-            err("password", m);
+    match &input.password {
+        Some(p) if p.expose().is_empty() && is_new => {
+            err("password", Msg::new("Required for a new account."))
         }
-    } else if is_new {
+        Some(p) => {
+            if let Err(m) = password_msg(p) {
+                err("password", m);
+            }
+        }
+        None if is_new => err("password", Msg::new("Required for a new account.")),
+        None => {}
+    }
+    if let Some(l) = &input.login {
+        match LoginMethod::parse(l) {
+            Some(l) => a.login = l,
+            None => err(
+                "login",
+                Msg::value(
+                    "{value} is not a login method; use auto, login or plain.",
+                    l,
+                ),
+            ),
+        }
+    }
+    if let Some(z) = &input.authzid {
+        if z.chars().any(|c| c.is_control()) {
+            err("authzid", Msg::new("Must not contain control characters."));
+        } else {
+            a.authzid = z.trim().to_owned();
+        }
+    }
+    if !a.authzid.is_empty() && a.login == LoginMethod::Login {
         err(
-            "password",
-            "is required (--password or --password-file)".into(),
+            "authzid",
+            Msg::new("An authorization identity needs the login method SASL PLAIN (or automatic)."),
         );
     }
     if let Some(folders) = &input.folders {
@@ -245,12 +380,18 @@ fn merge(
             .filter(|f| !f.is_empty())
             .collect();
         if cleaned.is_empty() {
-            err("folders", "at least one folder is needed (INBOX)".into());
+            err(
+                "folders",
+                Msg::new("At least one folder is needed (INBOX)."),
+            );
         } else if let Some(bad) = cleaned
             .iter()
             .find(|f| f.chars().any(|c| c.is_control() || c == '"'))
         {
-            err("folders", format!("{bad:?} is not a usable folder name"));
+            err(
+                "folders",
+                Msg::value("{value} is not a usable folder name.", bad),
+            );
         } else {
             a.folders = cleaned;
         }
@@ -258,17 +399,23 @@ fn merge(
     if let Some(s) = &input.after {
         match AfterFetch::parse(s.trim()) {
             Some(x) => a.after = x,
-            None => err("after", format!("{s:?} is not keep, delete or move:FOLDER")),
+            None => err(
+                "after",
+                Msg::value("{value} is not keep, delete or move:FOLDER.", s),
+            ),
         }
     }
     if a.protocol == Protocol::Pop3 {
         if let AfterFetch::Move(_) = a.after {
-            err("after", "POP3 has no folders; use keep or delete".into());
+            err(
+                "after",
+                Msg::new("POP3 has no folders; use keep or delete."),
+            );
         }
         if a.folders != ["INBOX"] && input.folders.is_some() {
             err(
                 "folders",
-                "POP3 has only the one mailbox; leave the folders at INBOX".into(),
+                Msg::new("POP3 has only the one mailbox; leave the folders at INBOX."),
             );
         }
     }
@@ -277,7 +424,10 @@ fn merge(
     {
         err(
             "after",
-            format!("cannot move into {target:?}, which is also read; choose another folder"),
+            Msg::value(
+                "Cannot move into {value}, which is also read; choose another folder.",
+                target,
+            ),
         );
     }
     if let Some(m) = input.mailbox {
@@ -290,7 +440,7 @@ fn merge(
         a.only_new = o;
     }
     if let Some(pin) = &input.pinned_cert {
-        match parse_pin(pin) {
+        match pin_msg(pin) {
             Ok(p) => a.pinned_cert = p,
             Err(m) => err("pinned_cert", m),
         }
@@ -301,7 +451,10 @@ fn merge(
         } else {
             err(
                 "poll_secs",
-                format!("{p} s is out of range (10 s to 1 day)"),
+                Msg {
+                    key: "{value} s is out of range (10 s to 1 day).",
+                    args: vec![("value", p.to_string())],
+                },
             );
         }
     }
@@ -311,7 +464,10 @@ fn merge(
         } else {
             err(
                 "max_message_bytes",
-                format!("{m} bytes is too small (at least 64 KiB)"),
+                Msg {
+                    key: "{value} bytes is too small (at least 64 KiB).",
+                    args: vec![("value", m.to_string())],
+                },
             );
         }
     }
@@ -321,8 +477,9 @@ fn merge(
             "mailbox" | "all" => a.dispatch_by_address = false,
             _ => err(
                 "dispatch",
-                format!(
-                    "{x:?} is not address (by the address mail was sent to) or mailbox (all into one)"
+                Msg::value(
+                    "{value} is not address (by the address mail was sent to) or mailbox (all into one).",
+                    x,
                 ),
             ),
         }
@@ -330,7 +487,51 @@ fn merge(
     if let Some(t) = input.trusted {
         a.trusted = t;
     }
+    if let Some(v) = &input.validity {
+        match Validity::parse(v.trim()) {
+            Some(v) => a.validity = v,
+            None => err(
+                "validity",
+                Msg::value(
+                    "{value} is not a validity; use valid, invalid or temporarily-invalid.",
+                    v,
+                ),
+            ),
+        }
+    }
+    if let Some(c) = &input.comment {
+        let c = c.trim();
+        if c.chars().count() > MAX_COMMENT {
+            err(
+                "comment",
+                Msg {
+                    key: "Longer than {n} characters.",
+                    args: vec![("n", MAX_COMMENT.to_string())],
+                },
+            );
+        } else if c
+            .chars()
+            .any(|ch| ch.is_control() && !matches!(ch, '\n' | '\r' | '\t'))
+        {
+            err("comment", Msg::new("Must not contain control characters."));
+        } else {
+            a.comment = c.replace("\r\n", "\n");
+        }
+    }
     if errs.is_empty() { Ok(a) } else { Err(errs) }
+}
+
+/// The account `input` describes, checked but not stored: over `base` (an edit) or the
+/// defaults (a new account). For "check connection" on a form not saved yet.
+pub fn draft(
+    base: Option<&AccountRecord>,
+    input: &AccountInput,
+    others: &[AccountRecord],
+) -> Result<AccountRecord, Vec<Problem>> {
+    match base {
+        Some(b) => merge(b, input, false, others),
+        None => merge(&defaults(), input, true, others),
+    }
 }
 
 /// The usual port for a protocol and security mode.
@@ -363,14 +564,18 @@ fn defaults() -> AccountRecord {
         max_message_bytes: DEFAULT_MAX_BYTES,
         dispatch_by_address: true,
         trusted: false,
+        login: LoginMethod::Auto,
+        authzid: String::new(),
+        validity: Validity::Valid,
+        comment: String::new(),
     }
 }
 
 fn check_mailbox(tx: &Tx<'_>, a: &AccountRecord) -> Result<(), AccountError> {
     if tx.mailbox(a.mailbox)?.is_none() {
-        return Err(AccountError::Invalid(vec![FieldError {
+        return Err(AccountError::Invalid(vec![Problem {
             field: "mailbox",
-            message: format!("mailbox {} does not exist", a.mailbox),
+            msg: Msg::value("Mailbox {value} does not exist.", a.mailbox.0),
         }]));
     }
     Ok(())
@@ -420,7 +625,10 @@ pub fn edit(
     let others = tx.accounts()?;
     let mut a = merge(&current, input, false, &others).map_err(AccountError::Invalid)?;
     check_mailbox(tx, &a)?;
-    if let Some(p) = &input.password {
+    // An empty password on an edit keeps the stored one.
+    if let Some(p) = &input.password
+        && !p.expose().is_empty()
+    {
         a.password_sealed = keys.seal(p, &password_context(a.id))?;
     }
     tx.put_account(&a)?;

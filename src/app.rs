@@ -284,6 +284,10 @@ pub fn serve(
     let mut web_ctx = crate::web::WebCtx::new(dir.store.clone());
     web_ctx.states = ctx.states.clone();
     web_ctx.outbox_wake = Some(outbox_wake.clone());
+    // Accounts changed in the browser: the account tasks restart to match.
+    let (accounts_changed, accounts_rx) = smol::channel::bounded::<()>(1);
+    web_ctx.fetch = Some(ctx.clone());
+    web_ctx.accounts_changed = Some(accounts_changed);
     // No user yet: a one-time code lets the first admin be created in the browser.
     let setup_code = if dir.store.read()?.users()?.is_empty() {
         Some(web_ctx.setup.issue(clock.now_secs()))
@@ -356,6 +360,16 @@ pub fn serve(
             }
         }
     });
+    let reloader = ex.spawn({
+        let fleet = fleet.clone();
+        async move {
+            while accounts_rx.recv().await.is_ok() {
+                if let Err(e) = fleet.lock().await.reconcile().await {
+                    log::error!("cannot restart the account tasks after a change: {e}");
+                }
+            }
+        }
+    });
     let result = smol::block_on(ex.run(async {
         use smol::future::FutureExt;
         use smol::stream::StreamExt;
@@ -410,6 +424,7 @@ pub fn serve(
         for t in in_flight {
             t.cancel().await;
         }
+        reloader.cancel().await;
         fleet.lock().await.stop_all().await;
         drop(outbox_stop);
         sender.await;

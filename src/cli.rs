@@ -495,6 +495,20 @@ pub struct AccountFlags {
     /// (default no). Only for accounts that receive mail from your own systems.
     #[arg(long, value_name = "YES|NO", value_parser = parse_yes_no)]
     trusted: Option<bool>,
+    /// How to log in: auto (SASL PLAIN when the server offers it and the password is not
+    /// ASCII or an authorization identity is set, else LOGIN/USER+PASS), login, or plain
+    #[arg(long, value_name = "METHOD")]
+    login: Option<String>,
+    /// SASL PLAIN authorization identity: log in as --user, work as this user (a shared
+    /// mailbox); "" removes it
+    #[arg(long, value_name = "USER")]
+    authzid: Option<String>,
+    /// valid, invalid or temporarily-invalid (only a valid account is fetched)
+    #[arg(long, value_name = "VALIDITY")]
+    validity: Option<String>,
+    /// A note for the admins
+    #[arg(long, value_name = "TEXT")]
+    comment: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1411,6 +1425,10 @@ fn account_input(
         max_message_bytes: f.max_message_bytes,
         dispatch: f.dispatch,
         trusted: f.trusted,
+        login: f.login,
+        authzid: f.authzid,
+        validity: f.validity,
+        comment: f.comment,
     })
 }
 
@@ -1440,6 +1458,10 @@ fn account_json(a: &AccountRecord, mailboxes: &[crate::model::MailboxRecord]) ->
         "max_message_bytes": a.max_message_bytes,
         "dispatch": if a.dispatch_by_address { "address" } else { "mailbox" },
         "trusted": a.trusted,
+        "login": a.login,
+        "authzid": a.authzid,
+        "validity": a.validity,
+        "comment": a.comment,
     })
 }
 

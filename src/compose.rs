@@ -371,7 +371,8 @@ pub fn thread_index(conv: u64, created_secs: i64, n: u32) -> String {
     base64(&bytes)
 }
 
-fn base64(b: &[u8]) -> String {
+/// Standard base64 with padding (also the SASL PLAIN response of `fetch`).
+pub(crate) fn base64(b: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
     for chunk in b.chunks(3) {

@@ -716,6 +716,38 @@ impl fmt::Display for AfterFetch {
     }
 }
 
+/// How an account logs in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginMethod {
+    /// SASL PLAIN when the server offers it and the password (or an authorization
+    /// identity) needs it, else the plain LOGIN / USER+PASS commands.
+    #[default]
+    Auto,
+    /// IMAP `LOGIN` / POP3 `USER` + `PASS`.
+    Login,
+    /// SASL `AUTHENTICATE PLAIN` / POP3 `AUTH PLAIN` (UTF-8 passwords, authorization id).
+    Plain,
+}
+
+impl LoginMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginMethod::Auto => "auto",
+            LoginMethod::Login => "login",
+            LoginMethod::Plain => "plain",
+        }
+    }
+    pub fn parse(s: &str) -> Option<LoginMethod> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "automatic" => Some(LoginMethod::Auto),
+            "login" | "user" => Some(LoginMethod::Login),
+            "plain" | "sasl" | "sasl-plain" => Some(LoginMethod::Plain),
+            _ => None,
+        }
+    }
+}
+
 /// A mail account as stored. The password is sealed (see `secret`), never in clear.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountRecord {
@@ -746,6 +778,21 @@ pub struct AccountRecord {
     /// Mail from this account may steer itself with `X-Postroom-*` (and `X-OTOBO-*`,
     /// `X-OTRS-*`) headers; on other accounts those headers are ignored.
     pub trusted: bool,
+    pub login: LoginMethod,
+    /// SASL authorization identity: log in as `username`, act as this user (a shared
+    /// mailbox); empty: none.
+    pub authzid: String,
+    /// Only a valid account is fetched.
+    pub validity: Validity,
+    /// A note for the admins.
+    pub comment: String,
+}
+
+impl AccountRecord {
+    /// Whether the service fetches from it: enabled and valid.
+    pub fn fetched(&self) -> bool {
+        self.enabled && self.validity == Validity::Valid
+    }
 }
 
 /// Where an account's folder stands: the IMAP cursor `(UIDVALIDITY, last UID taken)`.

@@ -6,7 +6,7 @@
 //! (it only reads counts), or print the password.
 
 use super::{FetchCtx, endpoint, imap::Imap, pop3::Pop3};
-use crate::model::{AccountRecord, Protocol, Security, format_utc};
+use crate::model::{AccountRecord, LoginMethod, Protocol, Security, format_utc};
 use crate::net::{self, Conn, cert_facts};
 use std::time::Instant;
 
@@ -45,6 +45,21 @@ fn tls_detail(conn: &Conn, acct: &AccountRecord, now_secs: i64) -> Option<(bool,
             f.fingerprint
         ),
     ))
+}
+
+fn logged_in(acct: &AccountRecord, used: LoginMethod, plain: &str, login: &str) -> String {
+    let how = match used {
+        LoginMethod::Plain => plain,
+        _ => login,
+    };
+    if acct.authzid.is_empty() {
+        format!("logged in as {:?} with {how}", acct.username)
+    } else {
+        format!(
+            "logged in as {:?} for {:?} with {how}",
+            acct.username, acct.authzid
+        )
+    }
 }
 
 /// Runs the check; calls `out` after each step; returns whether everything worked.
@@ -131,7 +146,7 @@ pub async fn check(ctx: &FetchCtx, acct: &AccountRecord, out: &mut dyn FnMut(&St
             step(
                 "login",
                 true,
-                format!("logged in as {:?}", acct.username),
+                logged_in(acct, imap.login_used, "AUTHENTICATE PLAIN", "LOGIN"),
                 t,
             );
             let t = Instant::now();
@@ -205,7 +220,7 @@ pub async fn check(ctx: &FetchCtx, acct: &AccountRecord, out: &mut dyn FnMut(&St
             step(
                 "login",
                 true,
-                format!("logged in as {:?}", acct.username),
+                logged_in(acct, pop.login_used, "AUTH PLAIN", "USER/PASS"),
                 t,
             );
             let t = Instant::now();

@@ -16,7 +16,7 @@ use super::{
     commit_taken, endpoint, set_state, sleep_or_stop,
 };
 use crate::accounts;
-use crate::model::{AccountRecord, AfterFetch, FolderCursor, Level};
+use crate::model::{AccountRecord, AfterFetch, FolderCursor, Level, LoginMethod};
 use crate::net::{self, Conn, Endpoint, Security};
 use crate::store::{ItemKey, RawOutcome};
 use async_imap::error::Error as ImapError;
@@ -44,6 +44,8 @@ pub struct Imap<'a> {
     created_target: bool,
     /// UIDNEXT of the IDLE folder when the last pass selected it.
     idle_uidnext: Option<u32>,
+    /// How it logged in (for `account check`).
+    pub(crate) login_used: LoginMethod,
 }
 
 fn imap_err(
@@ -240,8 +242,50 @@ pub fn header_message_id(header: &[u8]) -> Option<String> {
     None
 }
 
+/// SASL PLAIN for `AUTHENTICATE PLAIN`: the one message, sent at the first "+".
+struct SaslPlain(Option<Vec<u8>>);
+
+impl async_imap::Authenticator for SaslPlain {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        self.0.take().unwrap_or_default()
+    }
+}
+
+fn caps_offer_plain(caps: &[imap_proto::Capability<'_>]) -> bool {
+    caps.iter().any(|c| match c {
+        imap_proto::Capability::Auth(a) => a.eq_ignore_ascii_case("PLAIN"),
+        _ => false,
+    })
+}
+
+/// Asks `CAPABILITY` before logging in: whether the server offers `AUTH=PLAIN`.
+async fn pre_login_offers_plain(
+    client: &mut Client<Conn>,
+    ep: &Endpoint,
+) -> Result<bool, net::NetError> {
+    let (tx, rx) = smol::channel::bounded(16);
+    let asked = net::with_timeout(
+        ep,
+        "reading capabilities",
+        client.run_command_and_check_ok("CAPABILITY", Some(tx)),
+    )
+    .await?;
+    let mut plain = false;
+    while let Ok(resp) = rx.try_recv() {
+        if let async_imap::types::UnsolicitedResponse::Other(r) = resp
+            && let imap_proto::Response::Capabilities(caps) = r.parsed()
+        {
+            plain |= caps_offer_plain(caps);
+        }
+    }
+    // A server that refuses CAPABILITY before login: assume it offers nothing more.
+    Ok(asked.is_ok() && plain)
+}
+
 impl<'a> Imap<'a> {
-    /// Connects, upgrades with STARTTLS if asked (refusing to go on in clear), logs in.
+    /// Connects, upgrades with STARTTLS if asked (refusing to go on in clear), logs in
+    /// with LOGIN or SASL PLAIN (see `pick_login`).
     pub async fn connect(
         ctx: &'a FetchCtx,
         acct: &'a AccountRecord,
@@ -257,8 +301,14 @@ impl<'a> Imap<'a> {
         let greeting = net::with_timeout(&ep, "waiting for the greeting", client.read_response())
             .await
             .map_err(neterr)?;
+        let mut greeting_plain = None;
         match greeting {
             Ok(Some(r)) => {
+                if let imap_proto::Response::Data { outcome, .. } = r.parsed()
+                    && let Some(imap_proto::ResponseCode::Capabilities(caps)) = &outcome.code
+                {
+                    greeting_plain = Some(caps_offer_plain(caps));
+                }
                 if let imap_proto::Response::Data {
                     status: imap_proto::Status::Bye,
                     ..
@@ -318,24 +368,37 @@ impl<'a> Imap<'a> {
             account: acct.name.clone(),
             error,
         })?;
-        let mut session = match net::with_timeout(
-            &ep,
-            "logging in",
-            client.login(&acct.username, password.expose()),
-        )
-        .await
-        .map_err(neterr)?
+        let mut offers_plain = greeting_plain.filter(|_| ep.security != Security::StartTls);
+        if offers_plain.is_none()
+            && super::needs_offer(acct.login, &acct.authzid, password.expose())
+        {
+            offers_plain = Some(
+                pre_login_offers_plain(&mut client, &ep)
+                    .await
+                    .map_err(neterr)?,
+            );
+        }
+        let method = super::pick_login(acct.login, &acct.authzid, password.expose(), offers_plain);
+        let hint = "Check the user name and password in the account settings (postroom account edit NAME --password-file FILE)";
+        let login = async {
+            match method {
+                LoginMethod::Plain => {
+                    let plain = super::sasl_plain(&acct.authzid, &acct.username, password.expose());
+                    client.authenticate("PLAIN", SaslPlain(Some(plain))).await
+                }
+                _ => client.login(&acct.username, password.expose()).await,
+            }
+        };
+        let step = match method {
+            LoginMethod::Plain => "login (AUTHENTICATE PLAIN)",
+            _ => "login (LOGIN)",
+        };
+        let mut session = match net::with_timeout(&ep, "logging in", login)
+            .await
+            .map_err(neterr)?
         {
             Ok(s) => s,
-            Err((e, _)) => {
-                return Err(imap_err(
-                    acct,
-                    &server,
-                    "login",
-                    e,
-                    "Check the user name and password in the account settings (postroom account edit NAME --password-file FILE)",
-                ));
-            }
+            Err((e, _)) => return Err(imap_err(acct, &server, step, e, hint)),
         };
         let caps = net::with_timeout(&ep, "reading capabilities", session.capabilities())
             .await
@@ -360,6 +423,7 @@ impl<'a> Imap<'a> {
             server,
             created_target: false,
             idle_uidnext: None,
+            login_used: method,
         };
         Ok(imap)
     }
@@ -1157,6 +1221,7 @@ impl<'a> Imap<'a> {
             server,
             created_target,
             idle_uidnext,
+            login_used,
         } = self;
         let rebuild = |session| Imap {
             ctx,
@@ -1169,6 +1234,7 @@ impl<'a> Imap<'a> {
             server: server.clone(),
             created_target,
             idle_uidnext,
+            login_used,
         };
         let folder = acct
             .folders

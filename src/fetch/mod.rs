@@ -33,6 +33,44 @@ pub const HEALTHY_RUN: Duration = Duration::from_secs(300);
 /// Network timeout for one step.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The login method actually used, once the server's offer is known: `Auto` picks SASL
+/// PLAIN when the password is not ASCII (LOGIN/USER+PASS carry it badly) and the server
+/// offers PLAIN (`offers_plain`: `None` when not asked), or when an authorization
+/// identity is set (only PLAIN carries one); else the plain LOGIN / USER+PASS.
+pub fn pick_login(
+    method: crate::model::LoginMethod,
+    authzid: &str,
+    password: &str,
+    offers_plain: Option<bool>,
+) -> crate::model::LoginMethod {
+    use crate::model::LoginMethod;
+    match method {
+        LoginMethod::Auto if !authzid.is_empty() => LoginMethod::Plain,
+        LoginMethod::Auto if !password.is_ascii() && offers_plain == Some(true) => {
+            LoginMethod::Plain
+        }
+        LoginMethod::Auto => LoginMethod::Login,
+        m => m,
+    }
+}
+
+/// Whether `pick_login` needs to know if the server offers SASL PLAIN.
+pub fn needs_offer(method: crate::model::LoginMethod, authzid: &str, password: &str) -> bool {
+    method == crate::model::LoginMethod::Auto && authzid.is_empty() && !password.is_ascii()
+}
+
+/// The SASL PLAIN message (RFC 4616): `authzid NUL authcid NUL password`, UTF-8, before
+/// base64. The user name goes as typed: `DOMAIN\user\alias` needs no quoting here.
+pub fn sasl_plain(authzid: &str, user: &str, password: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(authzid.len() + user.len() + password.len() + 2);
+    v.extend_from_slice(authzid.as_bytes());
+    v.push(0);
+    v.extend_from_slice(user.as_bytes());
+    v.push(0);
+    v.extend_from_slice(password.as_bytes());
+    v
+}
+
 /// What the intake tasks share.
 #[derive(Clone)]
 pub struct FetchCtx {
@@ -403,7 +441,7 @@ impl Fleet {
         let accounts = smol::unblock(move || store.read()?.accounts()).await?;
         let wanted: std::collections::BTreeMap<_, _> = accounts
             .iter()
-            .filter(|a| a.enabled)
+            .filter(|a| a.fetched())
             .map(|a| (a.id, a))
             .collect();
         let stale: Vec<_> = self
@@ -416,6 +454,7 @@ impl Fleet {
             let why = match accounts.iter().find(|a| a.id == id) {
                 None => "removed",
                 Some(a) if !a.enabled => "disabled",
+                Some(a) if !a.fetched() => "made invalid",
                 Some(_) => "changed",
             };
             if let Some(name) = self.stop(id).await {
@@ -426,7 +465,7 @@ impl Fleet {
             m.retain(|name, _| accounts.iter().any(|a| &a.name == name));
         }
         for acct in &accounts {
-            if !acct.enabled {
+            if !acct.fetched() {
                 set_state(&self.ctx, acct, AccountState::Disabled);
                 continue;
             }
@@ -511,5 +550,42 @@ mod tests {
             "the first retry comes after about 5 s: {a}"
         );
         assert!(c <= 900 + 225);
+    }
+
+    #[test]
+    fn sasl_plain_is_authzid_user_password_with_nuls() {
+        use crate::model::LoginMethod;
+        let v = sasl_plain("shared@example.com", "DOMAIN\\agent\\shared", "pässwörd");
+        assert_eq!(
+            v,
+            b"shared@example.com\0DOMAIN\\agent\\shared\0p\xc3\xa4ssw\xc3\xb6rd".to_vec()
+        );
+        assert_eq!(
+            crate::compose::base64(&sasl_plain("", "tim", "tanstaaftanstaaf")),
+            "AHRpbQB0YW5zdGFhZnRhbnN0YWFm" // RFC 4616's example
+        );
+        // Automatic: PLAIN only when needed and offered (or for an authorization id).
+        assert_eq!(
+            pick_login(LoginMethod::Auto, "", "ascii", Some(true)),
+            LoginMethod::Login
+        );
+        assert_eq!(
+            pick_login(LoginMethod::Auto, "", "pässwörd", Some(true)),
+            LoginMethod::Plain
+        );
+        assert_eq!(
+            pick_login(LoginMethod::Auto, "", "pässwörd", Some(false)),
+            LoginMethod::Login
+        );
+        assert_eq!(
+            pick_login(LoginMethod::Auto, "boss", "x", None),
+            LoginMethod::Plain
+        );
+        assert_eq!(
+            pick_login(LoginMethod::Login, "", "pässwörd", Some(true)),
+            LoginMethod::Login
+        );
+        assert!(needs_offer(LoginMethod::Auto, "", "pässwörd"));
+        assert!(!needs_offer(LoginMethod::Auto, "", "ascii"));
     }
 }

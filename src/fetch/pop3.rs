@@ -17,7 +17,7 @@ use super::{
     comm_log, commit_taken, endpoint, set_state, sleep_or_stop,
 };
 use crate::accounts;
-use crate::model::{AccountRecord, AfterFetch, FolderCursor, Level};
+use crate::model::{AccountRecord, AfterFetch, FolderCursor, Level, LoginMethod};
 use crate::net::{self, Conn, Endpoint, Security};
 use crate::store::{ItemKey, RawOutcome, content_hash};
 use smol::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -36,6 +36,8 @@ pub struct Pop3<'a> {
     ep: Endpoint,
     server: String,
     io: BufReader<Conn>,
+    /// How it logged in (for `account check`).
+    pub(crate) login_used: LoginMethod,
 }
 
 impl<'a> Pop3<'a> {
@@ -173,7 +175,7 @@ impl<'a> Pop3<'a> {
         }
     }
 
-    /// Connects, upgrades with STLS if asked, logs in with USER/PASS.
+    /// Connects, upgrades with STLS if asked, logs in with USER/PASS or AUTH PLAIN.
     pub async fn connect(ctx: &FetchCtx, acct: &'a AccountRecord) -> Result<Pop3<'a>, FetchError> {
         let ep = endpoint(acct);
         let server = format!("{}:{}", ep.host, ep.port);
@@ -186,6 +188,7 @@ impl<'a> Pop3<'a> {
             ep: ep.clone(),
             server,
             io: BufReader::with_capacity(64 * 1024, conn),
+            login_used: LoginMethod::Login,
         };
         if let Err(reply) = p.status("greeting").await? {
             return Err(p.refused(
@@ -219,6 +222,7 @@ impl<'a> Pop3<'a> {
                 ep: ep.clone(),
                 server: format!("{}:{}", ep.host, ep.port),
                 io: BufReader::with_capacity(64 * 1024, tls),
+                login_used: LoginMethod::Login,
             };
         }
         let password = accounts::password(&ctx.keys, acct).map_err(|error| FetchError::Secret {
@@ -226,18 +230,63 @@ impl<'a> Pop3<'a> {
             error,
         })?;
         let user = acct.username.replace(['\r', '\n'], "");
-        p.command(
-            "login (USER)",
-            &format!("USER {user}"),
-            "Check the user name in the account settings",
-        )
-        .await?;
-        p.send("login (PASS)", &format!("PASS {}", password.expose()))
-            .await?;
-        if let Err(reply) = p.status("login (PASS)").await? {
-            return Err(p.refused("login", &reply, "Check the user name and password in the account settings (postroom account edit NAME --password-file FILE)"));
+        let hint = "Check the user name and password in the account settings (postroom account edit NAME --password-file FILE)";
+        let offers_plain = if super::needs_offer(acct.login, &acct.authzid, password.expose()) {
+            Some(p.offers_sasl_plain().await?)
+        } else {
+            None
+        };
+        p.login_used =
+            super::pick_login(acct.login, &acct.authzid, password.expose(), offers_plain);
+        match p.login_used {
+            LoginMethod::Plain => {
+                let plain = super::sasl_plain(&acct.authzid, &user, password.expose());
+                // RFC 5034: the command, the server's "+", then the base64 message.
+                p.send("login (AUTH PLAIN)", "AUTH PLAIN").await?;
+                let line = p.line("login (AUTH PLAIN)").await?;
+                let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                if !text.starts_with('+') || text.starts_with("+OK") {
+                    return Err(p.refused(
+                        "login (AUTH PLAIN)",
+                        &text,
+                        "The server does not take SASL PLAIN; choose the login method USER/PASS",
+                    ));
+                }
+                p.send("login (AUTH PLAIN)", &crate::compose::base64(&plain))
+                    .await?;
+                if let Err(reply) = p.status("login (AUTH PLAIN)").await? {
+                    return Err(p.refused("login (AUTH PLAIN)", &reply, hint));
+                }
+            }
+            _ => {
+                p.command(
+                    "login (USER)",
+                    &format!("USER {user}"),
+                    "Check the user name in the account settings",
+                )
+                .await?;
+                p.send("login (PASS)", &format!("PASS {}", password.expose()))
+                    .await?;
+                if let Err(reply) = p.status("login (PASS)").await? {
+                    return Err(p.refused("login", &reply, hint));
+                }
+            }
         }
         Ok(p)
+    }
+
+    /// `CAPA`: whether the server lists `SASL ... PLAIN` (false when it has no CAPA).
+    async fn offers_sasl_plain(&mut self) -> Result<bool, FetchError> {
+        self.send("CAPA", "CAPA").await?;
+        if self.status("CAPA").await?.is_err() {
+            return Ok(false);
+        }
+        let body = self.multiline("CAPA", LISTING_MAX).await?;
+        Ok(String::from_utf8_lossy(&body).lines().any(|l| {
+            let mut w = l.split_whitespace();
+            w.next().is_some_and(|k| k.eq_ignore_ascii_case("SASL"))
+                && w.any(|m| m.eq_ignore_ascii_case("PLAIN"))
+        }))
     }
 
     /// The connection, for `account check` (TLS facts).

@@ -8,9 +8,9 @@
 
 use crate::model::{
     AccountId, AccountRecord, Addr, AfterFetch, AliasAddress, ContentHash, ConvId,
-    ConversationRecord, Direction, FolderCursor, FromPolicy, Level, LogEntry, MailboxId,
-    MailboxRecord, MessageRecord, MsgFlags, MsgId, OutboxRecord, OutboxState, Protocol, RawId,
-    RawRecord, Security, SmtpAuth, SmtpId, SmtpRecord, Status, TakenRecord, Validity,
+    ConversationRecord, Direction, FolderCursor, FromPolicy, Level, LogEntry, LoginMethod,
+    MailboxId, MailboxRecord, MessageRecord, MsgFlags, MsgId, OutboxRecord, OutboxState, Protocol,
+    RawId, RawRecord, Security, SmtpAuth, SmtpId, SmtpRecord, Status, TakenRecord, Validity,
 };
 use crate::model::{ApiTokenRecord, DraftRecord, Role, SessionRecord, UserId, UserRecord};
 use std::fmt;
@@ -715,7 +715,19 @@ pub fn encode_account(a: &AccountRecord) -> Vec<u8> {
     e.u32(a.poll_secs)
         .u64(a.max_message_bytes)
         .u8(u8::from(a.dispatch_by_address))
-        .u8(u8::from(a.trusted));
+        .u8(u8::from(a.trusted))
+        .u8(match a.login {
+            LoginMethod::Auto => 0,
+            LoginMethod::Login => 1,
+            LoginMethod::Plain => 2,
+        })
+        .str(&a.authzid)
+        .u8(match a.validity {
+            Validity::Valid => 0,
+            Validity::Invalid => 1,
+            Validity::TemporarilyInvalid => 2,
+        })
+        .str(&a.comment);
     e.finish()
 }
 
@@ -772,6 +784,31 @@ pub fn decode_account(v: &[u8]) -> Result<AccountRecord, DecodeError> {
         max_message_bytes: d.u64()?,
         dispatch_by_address: version >= ACCOUNT_V2 && d.u8()? != 0,
         trusted: version >= ACCOUNT_V3 && d.u8()? != 0,
+        login: LoginMethod::Auto,
+        authzid: String::new(),
+        validity: Validity::Valid,
+        comment: String::new(),
+    };
+    let a = if version >= ACCOUNT_V3 {
+        AccountRecord {
+            login: match d.u8()? {
+                0 => LoginMethod::Auto,
+                1 => LoginMethod::Login,
+                2 => LoginMethod::Plain,
+                n => return Err(d.err(format!("login method {n}"))),
+            },
+            authzid: d.str()?,
+            validity: match d.u8()? {
+                0 => Validity::Valid,
+                1 => Validity::Invalid,
+                2 => Validity::TemporarilyInvalid,
+                n => return Err(d.err(format!("validity {n}"))),
+            },
+            comment: d.str()?,
+            ..a
+        }
+    } else {
+        a
     };
     d.end()?;
     Ok(a)
@@ -952,12 +989,28 @@ mod tests {
             max_message_bytes: 25 << 20,
             dispatch_by_address: true,
             trusted: true,
+            login: LoginMethod::Plain,
+            authzid: "shared@example.com".into(),
+            validity: Validity::TemporarilyInvalid,
+            comment: "the old box, until March".into(),
         };
         assert_eq!(decode_account(&encode_account(&a)).unwrap(), a);
-        // Format 2 (schema 4) still reads, untrusted.
+        // Format 2 (schema 4) still reads, untrusted, valid, automatic login.
         let mut v2 = encode_account(&a);
         v2[0] = ACCOUNT_V2;
-        v2.pop();
+        // Without format 3's fields: trusted, login, authzid, validity, comment.
+        let tail = 1 + 1 + (4 + a.authzid.len()) + 1 + (4 + a.comment.len());
+        v2.truncate(v2.len() - tail);
+        let old = decode_account(&v2).unwrap();
+        assert_eq!(
+            (
+                old.login,
+                old.validity,
+                old.authzid.as_str(),
+                old.comment.as_str()
+            ),
+            (LoginMethod::Auto, Validity::Valid, "", "")
+        );
         let old = decode_account(&v2).unwrap();
         assert!(old.dispatch_by_address && !old.trusted);
         // Format 1 (schema 2) still reads, dispatching all into one mailbox.

@@ -51,6 +51,11 @@ pub struct WebCtx {
     pub cert: Arc<std::sync::OnceLock<Arc<tls::CertSlot>>>,
     /// Set once a user exists (they are never deleted), so the check costs nothing after.
     pub has_users: Arc<std::sync::atomic::AtomicBool>,
+    /// What the fetchers use (keys, clock, live states), when the service runs: the
+    /// account pages seal passwords and run "check connection" with it.
+    pub fetch: Option<crate::fetch::FetchCtx>,
+    /// Tells the service that accounts changed: its account tasks restart to match.
+    pub accounts_changed: Option<smol::channel::Sender<()>>,
 }
 
 impl WebCtx {
@@ -68,6 +73,8 @@ impl WebCtx {
             clock: Arc::new(crate::model::SystemClock),
             cert: Arc::default(),
             has_users: Arc::default(),
+            fetch: None,
+            accounts_changed: None,
         }
     }
 

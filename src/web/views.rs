@@ -18,6 +18,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../assets/templates/base.html"),
     ),
     (
+        "admin_accounts.html",
+        include_str!("../../assets/templates/admin_accounts.html"),
+    ),
+    (
+        "admin_accounts_form.html",
+        include_str!("../../assets/templates/admin_accounts_form.html"),
+    ),
+    (
         "setup.html",
         include_str!("../../assets/templates/setup.html"),
     ),

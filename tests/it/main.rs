@@ -18,6 +18,7 @@ mod genmail;
 mod smtpd;
 mod support;
 
+mod admin_accounts;
 mod admin_log;
 mod admin_settings;
 mod architecture;

@@ -10,6 +10,7 @@
 //! a mail protocol on the web thread without a time limit, or show a secret (passwords
 //! are never sent back to the browser, only "set" / "not set").
 
+pub mod accounts;
 pub mod log;
 pub mod settings;
 
@@ -20,7 +21,12 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// The sections of the administration menu: (path segment, catalog label).
-pub const SECTIONS: &[(&str, &str)] = &[("", "Overview")];
+pub const SECTIONS: &[(&str, &str)] = &[
+    ("", "Overview"),
+    ("accounts", "Mail accounts"),
+    ("log", "Communication log"),
+    ("settings", "Settings"),
+];
 
 /// `/admin/...`: `rest` is the path after `/admin`.
 pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -> Reply {
@@ -35,6 +41,7 @@ pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -
         (true, ["settings"]) => settings::page(ctx, req, s),
         (false, ["settings", "save"]) => settings::save(ctx, req, s, form),
         (false, ["settings", "certificate"]) => settings::certificate(ctx, req, s, form),
+        (_, ["accounts", more @ ..]) => accounts::route(ctx, req, s, form, more),
         _ => not_found(),
     }
 }
