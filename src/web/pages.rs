@@ -726,10 +726,23 @@ fn inbox(ctx: &WebCtx, req: &Req, s: &Session) -> Reply {
                 json!({"id": f, "label": folder_label(lang, f), "count": n, "unread": unread})
             })
             .collect();
+        // Hidden from the assign list: in every mailbox listed here.
+        let hidden = r.all_mailbox_perms()?;
+        let is_hidden = |u: &UserRecord| {
+            !mailboxes.is_empty()
+                && mailboxes.iter().all(|m| {
+                    hidden.iter().any(|(hm, hu, b)| {
+                        hm == m
+                            && *hu == u.id
+                            && crate::mailboxes::MailboxPerms(*b)
+                                .has(crate::mailboxes::MailboxPerms::HIDDEN)
+                    })
+                })
+        };
         let agents: Vec<Value> = r
             .users()?
             .into_iter()
-            .filter(|u| !u.disabled)
+            .filter(|u| !u.disabled && !is_hidden(u))
             .map(|u| json!({"id": u.id.0, "name": u.name}))
             .collect();
         let pages = l.total.div_ceil(PAGE_SIZE).max(1);
@@ -882,6 +895,9 @@ fn conversation(
             .users()?
             .into_iter()
             .filter(|u| !u.disabled && u.may_see(c.mailbox))
+            .filter(|u| {
+                !super::admin::mailboxes::hidden_from_assign(&r, c.mailbox, u.id).unwrap_or(false)
+            })
             .map(|u| json!({"id": u.id.0, "name": u.name}))
             .collect();
         let mut others = Vec::new();

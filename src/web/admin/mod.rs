@@ -17,17 +17,28 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// The sections of the administration menu: (path segment, catalog label).
-pub const SECTIONS: &[(&str, &str)] = &[("", "Overview")];
+pub const SECTIONS: &[(&str, &str)] = &[
+    ("", "Overview"),
+    ("mailboxes", "Mailboxes and addresses"),
+    ("smtp", "SMTP servers"),
+];
+
+pub mod mailboxes;
+pub mod smtp;
 
 /// `/admin/...`: `rest` is the path after `/admin`.
 pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -> Reply {
-    let _ = form;
+    if let ["mailboxes", more @ ..] = rest {
+        // A mailbox's managers may open its page: `mailboxes` checks every request.
+        return mailboxes::route(ctx, req, s, form, more);
+    }
     if !s.user.is_admin() {
         // Exactly like a page that does not exist: the admin area is not advertised.
         return not_found();
     }
     match (req.is_get(), rest) {
         (true, []) => overview(ctx, req, s),
+        (_, ["smtp", more @ ..]) => smtp::route(ctx, req, s, form, more),
         _ => not_found(),
     }
 }
