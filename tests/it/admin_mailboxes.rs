@@ -494,6 +494,9 @@ fn smtp_servers_are_validated_tested_for_real_and_never_show_the_password() {
         assert!(page.contains(want), "{want}: {page}");
     }
     assert!(page.contains("id=\"notice\""), "{page}");
+    // The form still shows the server's settings.
+    assert!(page.contains("value=\"office relay\""), "{page}");
+    assert!(page.contains("value=\"127.0.0.1\""), "{page}");
     assert!(
         !page.contains("id=\"save-warning\""),
         "a passing test: no warning: {page}"
@@ -534,7 +537,7 @@ fn smtp_servers_are_validated_tested_for_real_and_never_show_the_password() {
         ],
     );
     assert_eq!(s, 200, "{page}");
-    assert!(page.contains("class=\"bad\"><strong>AUTH"), "{page}");
+    assert!(page.contains("class=\"fail\"><strong>AUTH"), "{page}");
     assert!(page.contains("535"), "the server's reply: {page}");
     assert!(
         text_by_id(&page, "save-warning").is_some_and(|t| t.starts_with("The last test failed")),
@@ -729,6 +732,11 @@ fn in_the_browser_an_admin_adds_a_mailbox_with_an_alias_and_an_auto_reply() {
     assert!(b.url().contains("/admin/mailboxes/"), "{}", b.url());
     assert!(text_of(&b, "#notice").contains("Saved"), "{}", b.source());
     assert!(text_of(&b, "#address-list").contains("invoices@example.org"));
+    assert_eq!(b.find("#f-name").prop("value"), json!("Billing"));
+    assert_eq!(
+        b.find("#f-display_name").prop("value"),
+        json!("Billing team")
+    );
 
     // The auto-reply: on, with templates; the preview shows them with sample values.
     b.find("#f-auto_reply").click();
@@ -756,6 +764,10 @@ fn in_the_browser_an_admin_adds_a_mailbox_with_an_alias_and_an_auto_reply() {
     assert_eq!(
         b.find("#f-auto_reply_subject").prop("value"),
         json!("We got your mail: {{ subject }}")
+    );
+    b.exec(
+        "document.querySelector('#preview').scrollIntoView();",
+        vec![],
     );
     screenshot(&b, "admin-mailbox-preview.png");
     click_and_load(&b, "#save-texts");
@@ -815,6 +827,14 @@ fn in_the_browser_an_admin_adds_an_smtp_server_and_the_test_message_arrives() {
         b.source()
     );
     assert!(b.try_find("#save-warning").is_none());
+    // The form still holds the server's settings (never the password).
+    assert_eq!(b.find("#f-host").prop("value"), json!("127.0.0.1"));
+    assert_eq!(b.find("#f-name").prop("value"), json!("Office relay"));
+    assert_eq!(b.find("#f-password").prop("value"), json!(""));
+    b.exec(
+        "document.querySelector('#test-steps').scrollIntoView();",
+        vec![],
+    );
     screenshot(&b, "admin-smtp-test.png");
 }
 
@@ -841,6 +861,7 @@ fn in_the_browser_a_user_restricted_to_one_mailbox_cannot_see_the_other() {
     let sales_id = sales_url.rsplit('/').next().unwrap().to_owned();
     b.goto(&sales_url);
     b.wait_for("#perms");
+    b.exec("document.querySelector('#perms').scrollIntoView();", vec![]);
     b.find("#see-ann").click();
     assert_eq!(b.find("#see-ann").prop("checked"), json!(false));
     screenshot(&b, "admin-mailbox-permissions.png");

@@ -184,7 +184,7 @@ fn edit_page(
         json!({
             "new": server.is_none(),
             "id": server.as_ref().map(|x| x.id.0),
-            "v": values,
+            "srv": values,
             "password_set": server.as_ref().is_some_and(|x| !x.password_sealed.is_empty()),
             "errors": shown.errors.to_json(),
             "notice": notice,
