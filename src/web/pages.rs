@@ -645,10 +645,15 @@ pub(super) fn base_ctx(r: &Reader, req: &Req, s: &Session) -> Result<Value, Stor
         .iter()
         .map(|m| json!({"id": m.id.0, "name": m.name}))
         .collect();
+    // A mailbox's managers (not admins) get a link to its page.
+    let manages = !s.user.is_admin()
+        && r.all_mailbox_perms()?
+            .iter()
+            .any(|(_, u, b)| *u == s.user.id && crate::mailboxes::MailboxPerms(*b).manages());
     Ok(json!({
         "lang": lang,
         "csrf": s.csrf,
-        "me": {"id": s.user.id.0, "name": s.user.name, "login": s.user.login, "admin": s.user.is_admin()},
+        "me": {"id": s.user.id.0, "name": s.user.name, "login": s.user.login, "admin": s.user.is_admin(), "manages": manages},
         "mailboxes": mailboxes,
     }))
 }

@@ -240,8 +240,10 @@ fn a_user_with_only_the_signature_permission_changes_the_signature_and_nothing_e
         before[n..].split('"').next().unwrap().to_owned()
     };
 
-    // Without a permission: every page and form of the section is 404, like a mailbox
-    // that does not exist; the SMTP pages too.
+    // Without a permission: no link, and every page and form of the section is 404,
+    // like a mailbox that does not exist; the SMTP pages too.
+    let (_, _, inbox) = sam.get("/inbox");
+    assert!(!inbox.contains("id=\"admin-link\""), "{inbox}");
     for path in [
         "/admin/mailboxes".to_owned(),
         "/admin/mailboxes/new".to_owned(),
@@ -281,6 +283,12 @@ fn a_user_with_only_the_signature_permission_changes_the_signature_and_nothing_e
         "{page}"
     );
 
+    // The header links to the section for sam now.
+    let (_, _, inbox) = sam.get("/inbox");
+    assert!(
+        inbox.contains("<a href=\"/admin/mailboxes\" id=\"admin-link\">"),
+        "{inbox}"
+    );
     // Sam opens Support's page: only the signature and auto-reply form.
     let (s, _, page) = sam.get(&format!("/admin/mailboxes/{support}"));
     assert_eq!(s, 200, "{page}");
@@ -882,4 +890,37 @@ fn in_the_browser_a_user_restricted_to_one_mailbox_cannot_see_the_other() {
     b.goto(&format!("{base}/admin/mailboxes/{sales_id}"));
     b.wait_until("the 404 page", |b| b.source().contains("not found"));
     screenshot(&b, "restricted-user-404.png");
+}
+
+#[test]
+fn the_cli_refuses_a_template_that_does_not_work_like_the_page() {
+    let t = tmp();
+    let d = t.path();
+    run_ok(
+        d,
+        &[
+            "mailbox",
+            "add",
+            "Support",
+            "--address",
+            "support@example.org",
+        ],
+    );
+    let o = crate::support::run(
+        d,
+        &["mailbox", "edit", "Support", "--signature", "Hi {{ agent"],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the template does not work"), "{err}");
+    run_ok(
+        d,
+        &[
+            "mailbox",
+            "edit",
+            "Support",
+            "--signature",
+            "Hi {{ agent }}",
+        ],
+    );
 }
