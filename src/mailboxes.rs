@@ -206,6 +206,8 @@ fn merge(
     if let Some(s) = &input.signature {
         if s.contains('\0') {
             err("signature", "must not contain NUL characters".into());
+        } else if let Err(e) = check_template(s, &sample_signature_vars(&m)) {
+            err("signature", format!("the template does not work: {e}"));
         } else {
             m.signature = s.clone();
         }
@@ -224,13 +226,25 @@ fn merge(
         m.auto_reply = on;
     }
     if let Some(s) = &input.auto_reply_subject {
-        match check_text("auto-reply subject", s) {
+        match check_text("auto-reply subject", s)
+            .map_err(|e| e.to_string())
+            .and_then(|()| check_template(s, &sample_auto_reply_vars(&m)))
+        {
             Ok(()) => m.auto_reply_subject = s.clone(),
-            Err(e) => err("auto_reply_subject", e.to_string()),
+            Err(e) => err(
+                "auto_reply_subject",
+                format!("the template does not work: {e}"),
+            ),
         }
     }
     if let Some(b) = &input.auto_reply_body {
-        m.auto_reply_body = b.clone();
+        match check_template(b, &sample_auto_reply_vars(&m)) {
+            Ok(()) => m.auto_reply_body = b.clone(),
+            Err(e) => err(
+                "auto_reply_body",
+                format!("the template does not work: {e}"),
+            ),
+        }
     }
     if m.auto_reply {
         if m.auto_reply_subject.is_empty() {
@@ -294,6 +308,100 @@ fn merge(
         );
     }
     if errs.is_empty() { Ok(m) } else { Err(errs) }
+}
+
+/// Whether a (signature or auto-reply) template compiles and renders with sample values.
+pub fn check_template(template: &str, vars: &[(&str, String)]) -> Result<(), String> {
+    if template.contains('\0') {
+        return Err("it contains a NUL character".into());
+    }
+    crate::outbox::render(template, vars).map(|_| ())
+}
+
+/// The sample values of a signature preview (what `outbox` passes when sending).
+pub fn sample_signature_vars(m: &MailboxRecord) -> Vec<(&'static str, String)> {
+    let display = if m.display_name.is_empty() {
+        m.name.clone()
+    } else {
+        m.display_name.clone()
+    };
+    vec![
+        ("agent", "Anna Agent".into()),
+        ("mailbox_name", display),
+        (
+            "mailbox_address",
+            m.address
+                .clone()
+                .unwrap_or_else(|| "support@example.org".into()),
+        ),
+    ]
+}
+
+/// The sample values of an auto-reply preview (the variables `autoreply` passes).
+pub fn sample_auto_reply_vars(m: &MailboxRecord) -> Vec<(&'static str, String)> {
+    let display = if m.display_name.is_empty() {
+        m.name.clone()
+    } else {
+        m.display_name.clone()
+    };
+    vec![
+        ("tag", "PR-1234".into()),
+        ("conversation", "1234".into()),
+        ("subject", "Printer jammed".into()),
+        ("customer_name", "Chris Customer".into()),
+        ("customer_address", "chris@customer.example".into()),
+        ("mailbox_name", display),
+        (
+            "mailbox_address",
+            m.address
+                .clone()
+                .unwrap_or_else(|| "support@example.org".into()),
+        ),
+    ]
+}
+
+/// The auto-reply of `m` rendered with the sample values: (subject, body) or why not.
+pub fn preview_auto_reply(m: &MailboxRecord) -> Result<(String, String), String> {
+    let vars = sample_auto_reply_vars(m);
+    let subject = if m.auto_reply_subject.is_empty() {
+        DEFAULT_AUTO_SUBJECT
+    } else {
+        &m.auto_reply_subject
+    };
+    let body = if m.auto_reply_body.is_empty() {
+        DEFAULT_AUTO_BODY
+    } else {
+        &m.auto_reply_body
+    };
+    let s = crate::outbox::render(subject, &vars)?;
+    let b = crate::outbox::render(body, &vars)?;
+    Ok((s.replace(['\r', '\n'], " ").trim().to_owned(), b))
+}
+
+/// What a user may do with a mailbox beyond seeing it (stored per mailbox and user in
+/// `MAILBOX_PERMS`; seeing is `UserRecord.mailboxes`). Admins may do everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct MailboxPerms(pub u32);
+
+impl MailboxPerms {
+    /// Change the mailbox's settings (addresses, names, SMTP server, Sent copy, ...).
+    pub const EDIT: u32 = 1;
+    /// Change who may see the mailbox and these permissions.
+    pub const MANAGE: u32 = 2;
+    /// Change the signature and the auto-reply.
+    pub const TEXTS: u32 = 4;
+    /// Not offered in the mailbox's assign lists.
+    pub const HIDDEN: u32 = 8;
+    /// Every bit in use.
+    pub const ALL: u32 = 15;
+
+    pub fn has(self, bit: u32) -> bool {
+        self.0 & bit == bit
+    }
+    /// Whether the bits open the mailbox's admin page.
+    pub fn manages(self) -> bool {
+        self.0 & (Self::EDIT | Self::MANAGE | Self::TEXTS) != 0
+    }
 }
 
 /// Adds a mailbox.

@@ -152,6 +152,11 @@ pub const INBOX_COUNTS: TableDefinition<(u64, u8), u64> = TableDefinition::new("
 /// `Tx::put_conversation` only. Since version 4.
 pub const CUSTOMER_CONVS: TableDefinition<(&str, u64), ()> = TableDefinition::new("customer_convs");
 
+/// `(MailboxId, UserId) -> permission flags` (`mailboxes::MailboxPerms`, u32 bits): what a
+/// user may do with a mailbox beyond seeing it (seeing stays `UserRecord.mailboxes`).
+/// A user without flags has no row.
+pub const MAILBOX_PERMS: TableDefinition<(u64, u64), u32> = TableDefinition::new("mailbox_perms");
+
 /// Longest Message-ID stored verbatim as an index key.
 pub const MSGID_KEY_MAX: usize = 512;
 

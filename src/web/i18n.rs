@@ -19,6 +19,7 @@ pub const FR: &[&str] = &[
     include_str!("../../assets/i18n/fr.json"),
     include_str!("../../assets/i18n/fr-admin.json"),
     include_str!("../../assets/i18n/fr-accounts.json"),
+    include_str!("../../assets/i18n/fr-mailboxes.json"),
 ];
 
 fn catalog(lang: &str) -> Option<&'static HashMap<String, String>> {

@@ -654,10 +654,15 @@ pub(super) fn base_ctx(r: &Reader, req: &Req, s: &Session) -> Result<Value, Stor
         .iter()
         .map(|m| json!({"id": m.id.0, "name": m.name}))
         .collect();
+    // A mailbox's managers (not admins) get a link to its page.
+    let manages = !s.user.is_admin()
+        && r.all_mailbox_perms()?
+            .iter()
+            .any(|(_, u, b)| *u == s.user.id && crate::mailboxes::MailboxPerms(*b).manages());
     Ok(json!({
         "lang": lang,
         "csrf": s.csrf,
-        "me": {"id": s.user.id.0, "name": s.user.name, "login": s.user.login, "admin": s.user.is_admin()},
+        "me": {"id": s.user.id.0, "name": s.user.name, "login": s.user.login, "admin": s.user.is_admin(), "manages": manages},
         "mailboxes": mailboxes,
         "site": crate::config::Settings::load(r)?.site_name,
     }))
@@ -736,10 +741,23 @@ fn inbox(ctx: &WebCtx, req: &Req, s: &Session) -> Reply {
                 json!({"id": f, "label": folder_label(lang, f), "count": n, "unread": unread})
             })
             .collect();
+        // Hidden from the assign list: in every mailbox listed here.
+        let hidden = r.all_mailbox_perms()?;
+        let is_hidden = |u: &UserRecord| {
+            !mailboxes.is_empty()
+                && mailboxes.iter().all(|m| {
+                    hidden.iter().any(|(hm, hu, b)| {
+                        hm == m
+                            && *hu == u.id
+                            && crate::mailboxes::MailboxPerms(*b)
+                                .has(crate::mailboxes::MailboxPerms::HIDDEN)
+                    })
+                })
+        };
         let agents: Vec<Value> = r
             .users()?
             .into_iter()
-            .filter(|u| !u.disabled)
+            .filter(|u| !u.disabled && !is_hidden(u))
             .map(|u| json!({"id": u.id.0, "name": u.name}))
             .collect();
         let pages = l.total.div_ceil(PAGE_SIZE).max(1);
@@ -892,6 +910,9 @@ fn conversation(
             .users()?
             .into_iter()
             .filter(|u| !u.disabled && u.may_see(c.mailbox))
+            .filter(|u| {
+                !super::admin::mailboxes::hidden_from_assign(&r, c.mailbox, u.id).unwrap_or(false)
+            })
             .map(|u| json!({"id": u.id.0, "name": u.name}))
             .collect();
         let mut others = Vec::new();

@@ -50,6 +50,22 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../assets/templates/profile.html"),
     ),
     (
+        "admin_mailboxes.html",
+        include_str!("../../assets/templates/admin_mailboxes.html"),
+    ),
+    (
+        "admin_mailbox.html",
+        include_str!("../../assets/templates/admin_mailbox.html"),
+    ),
+    (
+        "admin_smtp.html",
+        include_str!("../../assets/templates/admin_smtp.html"),
+    ),
+    (
+        "admin_smtp_edit.html",
+        include_str!("../../assets/templates/admin_smtp_edit.html"),
+    ),
+    (
         "message.html",
         include_str!("../../assets/templates/message.html"),
     ),

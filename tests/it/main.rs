@@ -20,6 +20,7 @@ mod support;
 
 mod admin_accounts;
 mod admin_log;
+mod admin_mailboxes;
 mod admin_settings;
 mod architecture;
 mod browser_selftest;

@@ -888,8 +888,19 @@ fn the_french_catalog_is_complete() {
     );
     let mut used = std::collections::BTreeSet::new();
     let mut grab = |text: &str, open: &str| {
-        for part in text.split(open).skip(1) {
-            let q = part.chars().next().unwrap();
+        for (at, _) in text.match_indices(open) {
+            // `t(` only as a name of its own (not the end of `f.input(`).
+            if text[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+            {
+                continue;
+            }
+            let part = &text[at + open.len()..];
+            let Some(q) = part.chars().next() else {
+                continue;
+            };
             if q != '"' && q != '\'' {
                 continue;
             }

@@ -24,12 +24,21 @@ use std::collections::BTreeMap;
 pub const SECTIONS: &[(&str, &str)] = &[
     ("", "Overview"),
     ("accounts", "Mail accounts"),
+    ("mailboxes", "Mailboxes and addresses"),
+    ("smtp", "SMTP servers"),
     ("log", "Communication log"),
     ("settings", "Settings"),
 ];
 
+pub mod mailboxes;
+pub mod smtp;
+
 /// `/admin/...`: `rest` is the path after `/admin`.
 pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -> Reply {
+    if let ["mailboxes", more @ ..] = rest {
+        // A mailbox's managers may open its page: `mailboxes` checks every request.
+        return mailboxes::route(ctx, req, s, form, more);
+    }
     if !s.user.is_admin() {
         // Exactly like a page that does not exist: the admin area is not advertised.
         return not_found();
@@ -42,6 +51,7 @@ pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -
         (false, ["settings", "save"]) => settings::save(ctx, req, s, form),
         (false, ["settings", "certificate"]) => settings::certificate(ctx, req, s, form),
         (_, ["accounts", more @ ..]) => accounts::route(ctx, req, s, form, more),
+        (_, ["smtp", more @ ..]) => smtp::route(ctx, req, s, form, more),
         _ => not_found(),
     }
 }
