@@ -880,7 +880,15 @@ fn the_french_catalog_is_complete() {
     );
     let mut used = std::collections::BTreeSet::new();
     let mut grab = |text: &str, open: &str| {
-        for part in text.split(open).skip(1) {
+        // `t(` as a call of its own, not the end of `f.input(` or `select(`.
+        let parts = text.match_indices(open).filter(|(at, _)| {
+            !text[..*at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+        });
+        for (at, _) in parts {
+            let part = &text[at + open.len()..];
             let q = part.chars().next().unwrap();
             if q != '"' && q != '\'' {
                 continue;
