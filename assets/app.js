@@ -166,4 +166,7 @@
     set("f-port", o.dataset.port);
     set("f-security", o.dataset.security);
   });
+  document.querySelectorAll("form.account-remove[data-confirm]").forEach((f) => f.addEventListener("submit", (e) => {
+    if (!window.confirm(f.dataset.confirm)) e.preventDefault();
+  }));
 })();

@@ -1534,7 +1534,15 @@ fn cmd_account(dir: &DataDir, cmd: AccountCmd, service: Option<&FetchCtx>) -> Re
                     a.username,
                     a.folders.join(","),
                     a.after,
-                    if a.enabled { "enabled" } else { "disabled" },
+                    match (a.enabled, a.validity) {
+                        (false, _) => "disabled",
+                        (true, crate::model::Validity::Valid) => "enabled",
+                        (true, crate::model::Validity::Invalid) =>
+                            "enabled but invalid (not fetched)",
+                        (true, crate::model::Validity::TemporarilyInvalid) => {
+                            "enabled but temporarily invalid (not fetched)"
+                        }
+                    },
                     taken
                 );
                 if let Some(state) =

@@ -197,6 +197,20 @@ fn every_account_field_error_shows_next_to_its_field_in_english_and_french() {
     let page = unescape(&page);
     assert!(element(&page, "err-port").contains("\"imap\" is not a whole number."));
     assert!(element(&page, "err-poll_secs").contains("\"soon\" is not a whole number."));
+
+    // Presets without JavaScript: the "Fill in" button, or a link with ?preset=.
+    let (status, page) = post_in(
+        &s,
+        "en",
+        "/admin/accounts/new",
+        &[("do", "preset"), ("preset", "gmail"), ("name", "kept")],
+    );
+    assert_eq!(status, 200);
+    assert!(page.contains("value=\"imap.gmail.com\"") && page.contains("value=\"993\""));
+    assert!(page.contains("value=\"kept\""), "the typed values stay");
+    assert!(!page.contains("field-error"), "filling in is not saving");
+    let (_, _, page) = s.get("/admin/accounts/new?preset=mailboxorg");
+    assert!(page.contains("value=\"imap.mailbox.org\""));
     o.serve.stop();
 }
 
@@ -792,6 +806,10 @@ fn an_admin_adds_an_imap_account_in_the_browser_checks_it_and_mail_arrives() {
         "the password is not sent back"
     );
     assert!(!b.source().contains("wrong password"));
+    b.exec(
+        "document.getElementById('check-result').scrollIntoView();",
+        vec![],
+    );
     screenshot(&b, "admin-account-check-failed.png");
 
     // The right password: every step passes, with the folder and its count.
@@ -811,6 +829,10 @@ fn an_admin_adds_an_imap_account_in_the_browser_checks_it_and_mail_arrives() {
         "{result}"
     );
     assert!(result.contains("INBOX (1)"), "{result}");
+    b.exec(
+        "document.getElementById('check-result').scrollIntoView();",
+        vec![],
+    );
     screenshot(&b, "admin-account-check-ok.png");
 
     // Get folders lists the server's folders to tick.
@@ -844,4 +866,25 @@ fn an_admin_adds_an_imap_account_in_the_browser_checks_it_and_mail_arrives() {
     assert!(!state.trim().is_empty(), "a state is shown");
     screenshot(&b, "admin-accounts-after-fetch.png");
     s.stop();
+}
+
+#[test]
+fn every_account_field_message_has_a_french_translation() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let code = std::fs::read_to_string(root.join("src/accounts.rs")).unwrap();
+    let code = code.split("#[cfg(test)]").next().unwrap();
+    let flat: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut keys = Vec::new();
+    for open in ["Msg::new(\"", "Msg::value( \"", "Msg::value(\"", "key: \""] {
+        for part in flat.split(open).skip(1) {
+            keys.push(part.split('"').next().unwrap().to_owned());
+        }
+    }
+    assert!(keys.len() > 20, "the messages were found: {keys:?}");
+    let fr: std::collections::HashMap<String, String> = serde_json::from_str(
+        &std::fs::read_to_string(root.join("assets/i18n/fr-accounts.json")).unwrap(),
+    )
+    .unwrap();
+    let missing: Vec<&String> = keys.iter().filter(|k| !fr.contains_key(*k)).collect();
+    assert!(missing.is_empty(), "not in fr-accounts.json: {missing:?}");
 }
