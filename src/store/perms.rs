@@ -100,3 +100,42 @@ impl Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::{Store, StoreOptions};
+
+    #[test]
+    fn bits_are_kept_per_mailbox_and_user_and_zero_removes_the_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), &StoreOptions::default()).unwrap();
+        // Before any write the table reads as empty.
+        assert_eq!(store.read().unwrap().all_mailbox_perms().unwrap(), vec![]);
+        store
+            .write(|tx| {
+                tx.set_mailbox_perm(MailboxId(1), UserId(7), 5)?;
+                tx.set_mailbox_perm(MailboxId(2), UserId(7), 8)?;
+                tx.set_mailbox_perm(MailboxId(1), UserId(9), 2)?;
+                assert_eq!(tx.mailbox_perm(MailboxId(1), UserId(7))?, 5);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let r = store.read().unwrap();
+        assert_eq!(
+            r.mailbox_perms(MailboxId(1)).unwrap(),
+            vec![(UserId(7), 5), (UserId(9), 2)]
+        );
+        assert_eq!(r.mailbox_perm(MailboxId(2), UserId(7)).unwrap(), 8);
+        assert_eq!(r.mailbox_perm(MailboxId(2), UserId(9)).unwrap(), 0);
+        drop(r);
+        store
+            .write(|tx| tx.set_mailbox_perm(MailboxId(1), UserId(7), 0))
+            .unwrap();
+        assert_eq!(
+            store.read().unwrap().all_mailbox_perms().unwrap(),
+            vec![(MailboxId(1), UserId(9), 2), (MailboxId(2), UserId(7), 8)]
+        );
+    }
+}
