@@ -558,3 +558,24 @@ fn healthz(ctx: &WebCtx) -> Reply {
         ),
     }
 }
+
+/// The office's time zone (Settings > time zone), read from the system once per name.
+pub fn zone(r: &crate::store::Reader) -> Arc<crate::timezone::TimeZone> {
+    type Cached = Option<(String, Arc<crate::timezone::TimeZone>)>;
+    static CACHE: Mutex<Cached> = Mutex::new(None);
+    let name = crate::config::Settings::load(r)
+        .map(|s| s.time_zone)
+        .unwrap_or_else(|_| "UTC".into());
+    let mut cache = match CACHE.lock() {
+        Ok(c) => c,
+        Err(p) => p.into_inner(),
+    };
+    match cache.as_ref() {
+        Some((n, tz)) if *n == name => tz.clone(),
+        _ => {
+            let tz = Arc::new(crate::timezone::TimeZone::load_or_utc(&name));
+            *cache = Some((name, tz.clone()));
+            tz
+        }
+    }
+}

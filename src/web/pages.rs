@@ -14,7 +14,7 @@ use super::{Reply, Req, WebCtx, i18n, sanitize, views};
 use crate::config::Settings;
 use crate::model::{
     ConvId, ConversationRecord, Direction, DraftRecord, MailboxId, MailboxRecord, MessageRecord,
-    MsgId, OutboxState, Status, UserId, UserRecord, Validity, format_utc,
+    MsgId, OutboxState, Status, UserId, UserRecord, Validity,
 };
 use crate::secret::Secret;
 use crate::store::{Reader, StoreError};
@@ -665,6 +665,7 @@ pub(super) fn base_ctx(r: &Reader, req: &Req, s: &Session) -> Result<Value, Stor
         "me": {"id": s.user.id.0, "name": s.user.name, "login": s.user.login, "admin": s.user.is_admin(), "manages": manages},
         "mailboxes": mailboxes,
         "site": crate::config::Settings::load(r)?.site_name,
+        "zone": super::zone(r).name,
     }))
 }
 
@@ -689,7 +690,7 @@ fn conv_row(
         "subject": if c.subject.is_empty() { i18n::tr(lang, "(no subject)", &[]) } else { c.subject.clone() },
         "customer": customer.map(|a| if a.name.is_empty() { a.email.clone() } else { a.name.clone() }).unwrap_or_default(),
         "customer_email": customer.map(|a| a.email.clone()).unwrap_or_default(),
-        "when": format_utc(c.last_activity),
+        "when": super::zone(r).format(c.last_activity),
         "status": c.status.as_str(),
         "status_label": status_label(lang, c.status),
         "assignee": c.assignee.and_then(|a| names.get(&a).cloned()),
@@ -1072,7 +1073,7 @@ fn message_view(
         "from_name": m.from.as_ref().map(|a| if a.name.is_empty() { a.email.clone() } else { a.name.clone() }).unwrap_or_default(),
         "to": list(&m.to),
         "cc": list(&m.cc),
-        "date": format_utc(m.date),
+        "date": super::zone(r).format(m.date),
         "subject": m.subject,
         "kind": kind,
         "body": body_html,
@@ -1518,8 +1519,8 @@ fn profile(
             .map(|(k, t)| {
                 json!({
                     "id": users::hex(k.get(..8).unwrap_or_default()),
-                    "name": t.name, "created": format_utc(t.created),
-                    "last_used": if t.last_used == 0 { String::new() } else { format_utc(t.last_used) },
+                    "name": t.name, "created": super::zone(&r).format(t.created),
+                    "last_used": if t.last_used == 0 { String::new() } else { super::zone(&r).format(t.last_used) },
                 })
             })
             .collect();

@@ -103,6 +103,14 @@ fn settings_are_checked_saved_and_the_certificate_is_replaced() {
             pw.to_str().unwrap(),
         ],
     );
+    let mail = write_file(
+        data,
+        "m.eml",
+        b"From: Anna <anna@customer.example>\r\nTo: support@example.org\r\n\
+          Subject: Summer\r\nDate: Wed, 15 Jul 2026 12:00:00 +0000\r\n\
+          Message-ID: <summer@customer.example>\r\n\r\nHello.\r\n",
+    );
+    run_ok(data, &["import", mail.to_str().unwrap()]);
     let mut serve = Serve::start_with(data, &["--no-mdns"], &[]);
     let ready = serve.wait_for("ready", Duration::from_secs(60));
     let port = https_port(&ready);
@@ -199,8 +207,12 @@ fn settings_are_checked_saved_and_the_certificate_is_replaced() {
     );
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("id=\"notice\""), "{page}");
-    let (_, _, inbox) = get(&pin, "/inbox");
+    let (_, _, inbox) = get(&pin, "/inbox?folder=unassigned");
     assert!(inbox.contains("id=\"brand\">Helpdesk Müller<"), "{inbox}");
+    // Times show in the office's zone: 12:00 UTC in July is 14:00 in Paris.
+    assert!(inbox.contains("2026-07-15 14:00"), "{inbox}");
+    let (_, _, log) = get(&pin, "/admin/log");
+    assert!(log.contains("Heure (Europe&#x2f;Paris)"), "{log}");
     assert!(inbox.contains("· Helpdesk Müller</title>"));
     let out = run_ok(data, &["settings", "max_message_mb"]);
     assert_eq!(out.trim(), "40");

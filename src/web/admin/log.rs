@@ -8,8 +8,9 @@
 //! Must not: write the log or change anything; show a secret (entries never hold one).
 
 use super::render;
-use crate::model::{Level, LogEntry, OutboxState, format_utc};
+use crate::model::{Level, LogEntry, OutboxState};
 use crate::store::{Reader, StoreError};
+use crate::timezone::TimeZone;
 use crate::web::auth::Session;
 use crate::web::pages::{lang_of, not_found, store_error};
 use crate::web::{Reply, Req, WebCtx, i18n, url_encode};
@@ -188,7 +189,7 @@ fn summary(text: &str) -> &str {
     text.lines().next().unwrap_or("")
 }
 
-fn entry_json(lang: &str, seq: u64, e: &LogEntry) -> Value {
+fn entry_json(lang: &str, tz: &TimeZone, seq: u64, e: &LogEntry) -> Value {
     let (first, rest) = match e.text.split_once('\n') {
         Some((a, b)) => (a, b.trim_matches('\n')),
         None => (e.text.as_str(), ""),
@@ -196,7 +197,7 @@ fn entry_json(lang: &str, seq: u64, e: &LogEntry) -> Value {
     json!({
         "seq": seq,
         "at": e.at,
-        "when": format_utc(e.at.div_euclid(1000)),
+        "when": tz.format(e.at.div_euclid(1000)),
         "level": e.level.as_str(),
         "level_label": level_label(lang, e.level),
         "rank": Level::ALL.iter().position(|l| *l == e.level).unwrap_or(0),
@@ -246,6 +247,7 @@ pub fn list(ctx: &WebCtx, req: &Req, s: &Session) -> Reply {
         Ok(c) => c,
         Err(e) => return store_error(e),
     };
+    let tz = crate::web::zone(&r);
     drop(r);
     let p = |n: &str| req.param(n).unwrap_or_default();
     let older = found.older.map(|seq| {
@@ -270,7 +272,7 @@ pub fn list(ctx: &WebCtx, req: &Req, s: &Session) -> Reply {
     let entries: Vec<Value> = found
         .entries
         .iter()
-        .map(|(seq, e)| entry_json(lang, *seq, e))
+        .map(|(seq, e)| entry_json(lang, &tz, *seq, e))
         .collect();
     render(
         ctx,
@@ -306,6 +308,7 @@ pub fn detail(ctx: &WebCtx, req: &Req, s: &Session, seq: &str) -> Reply {
         Ok(x) => x.flatten(),
         Err(e) => return store_error(e),
     };
+    let tz = crate::web::zone(&r);
     drop(r);
     render(
         ctx,
@@ -314,10 +317,10 @@ pub fn detail(ctx: &WebCtx, req: &Req, s: &Session, seq: &str) -> Reply {
         "admin_log_entry.html",
         "log",
         json!({
-            "e": entry_json(lang, seq, &entry),
+            "e": entry_json(lang, &tz, seq, &entry),
             "raw_info": raw.map(|x| json!({
                 "size": x.size,
-                "received": format_utc(x.received_at.div_euclid(1000)),
+                "received": tz.format(x.received_at.div_euclid(1000)),
                 "sources": x.sources,
             })),
         }),
@@ -352,6 +355,7 @@ fn dashboard_ctx(
     states: &BTreeMap<String, crate::fetch::AccountState>,
 ) -> Result<Value, StoreError> {
     let since = now - HOURS * 3_600_000;
+    let tz = crate::web::zone(r);
     // The last error of each component and the processing times, from the log's last
     // day (bounded).
     let mut last_error: BTreeMap<String, (u64, LogEntry)> = BTreeMap::new();
@@ -440,7 +444,7 @@ fn dashboard_ctx(
             );
             let start = (now - (h + 1) * 3_600_000).div_euclid(1000);
             json!({
-                "label": format_utc(start).get(11..16).unwrap_or("").to_owned(),
+                "label": tz.format(start).get(11..16).unwrap_or("").to_owned(),
                 "in": a, "out": b,
                 "in_pct": a * 100 / peak, "out_pct": b * 100 / peak,
             })
@@ -474,19 +478,19 @@ fn dashboard_ctx(
                 "mailbox": mailboxes.get(&a.mailbox.0).cloned().unwrap_or_default(),
                 "enabled": a.enabled, "state": state, "failing": failing,
                 "last_error": last_error.get(&comp).map(|(seq, e)| json!({
-                    "seq": seq, "when": format_utc(e.at.div_euclid(1000)), "text": summary(&e.text),
+                    "seq": seq, "when": tz.format(e.at.div_euclid(1000)), "text": summary(&e.text),
                 })),
             })
         })
         .collect();
     let outbox_error = last_error.get("outbox").map(|(seq, e)| {
-        json!({"seq": seq, "when": format_utc(e.at.div_euclid(1000)), "text": summary(&e.text)})
+        json!({"seq": seq, "when": tz.format(e.at.div_euclid(1000)), "text": summary(&e.text)})
     });
     Ok(json!({
         "accounts": accounts,
         "outbox": {
             "queued": queued,
-            "oldest_queued": oldest_queued.map(|t| format_utc(t.div_euclid(1000))),
+            "oldest_queued": oldest_queued.map(|t| tz.format(t.div_euclid(1000))),
             "failed_day": failed_day,
             "sent_day": outbound.iter().sum::<u64>(),
             "last_error": outbox_error,
