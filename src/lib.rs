@@ -75,6 +75,7 @@ pub mod config;
 pub mod control;
 pub mod failpoint;
 pub mod fetch;
+pub mod filters;
 pub mod import;
 pub mod mailboxes;
 pub mod mdns;

@@ -277,6 +277,7 @@ pub struct Tx<'t> {
     inbox_counts: Table<'t, (u64, u8), u64>,
     open_by_assignee: Table<'t, (u64, u64, u64, u64), ()>,
     customer_convs: Table<'t, (&'static str, u64), ()>,
+    filters: Table<'t, u64, &'static [u8]>,
 }
 
 /// The key of one message on a server: which account, folder, UIDVALIDITY and item.
@@ -360,6 +361,7 @@ impl<'t> Tx<'t> {
             inbox_counts: txn.open_table(INBOX_COUNTS).ctx(OP)?,
             open_by_assignee: txn.open_table(OPEN_BY_ASSIGNEE).ctx(OP)?,
             customer_convs: txn.open_table(CUSTOMER_CONVS).ctx(OP)?,
+            filters: txn.open_table(FILTERS).ctx(OP)?,
         })
     }
 
@@ -1256,3 +1258,4 @@ impl Reader {
 // After `read_table!`: the macro must be defined before the module that uses it.
 mod users;
 pub use users::InboxPage;
+mod filters;

@@ -152,6 +152,11 @@ pub const INBOX_COUNTS: TableDefinition<(u64, u8), u64> = TableDefinition::new("
 /// `Tx::put_conversation` only. Since version 4.
 pub const CUSTOMER_CONVS: TableDefinition<(&str, u64), ()> = TableDefinition::new("customer_convs");
 
+/// `filter id -> Filter` (codec `filter`, in `store::filters`): the postmaster filters.
+/// Ids come from the counter `filter`. New with issue 6 (created on open; the schema
+/// version is raised once for all of issue 6 when it is merged).
+pub const FILTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("filters");
+
 /// Longest Message-ID stored verbatim as an index key.
 pub const MSGID_KEY_MAX: usize = 512;
 
