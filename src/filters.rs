@@ -257,7 +257,7 @@ pub fn validate(f: &Filter, other_names: &[&str]) -> BTreeMap<String, Refusal> {
         out.insert(
             "name".into(),
             Refusal::new(
-                "Another filter is already named \"{name}\".",
+                "Another filter is already named “{name}”.",
                 &[("name", name.to_owned())],
             ),
         );

@@ -57,6 +57,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "admin.html",
         include_str!("../../assets/templates/admin.html"),
     ),
+    (
+        "admin_filters.html",
+        include_str!("../../assets/templates/admin_filters.html"),
+    ),
+    (
+        "admin_filter.html",
+        include_str!("../../assets/templates/admin_filter.html"),
+    ),
+    (
+        "admin_filter_test.html",
+        include_str!("../../assets/templates/admin_filter_test.html"),
+    ),
 ];
 
 /// `(name, content type, contents)` of the static files under `/assets/`.

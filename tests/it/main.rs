@@ -18,6 +18,7 @@ mod genmail;
 mod smtpd;
 mod support;
 
+mod admin_filters;
 mod architecture;
 mod browser_selftest;
 mod cli;
