@@ -28,6 +28,7 @@
 use crate::model::{MailboxId, Priority, Status, UserId};
 use regex_lite::{Regex, RegexBuilder};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Longest regex accepted (bytes).
@@ -326,19 +327,27 @@ pub struct Mail {
 
 impl Mail {
     /// The values a condition on `field` tests (never empty: see the module docs).
-    pub fn values(&self, field: &Field) -> Vec<&str> {
-        let out: Vec<&str> = match field {
+    pub fn values(&self, field: &Field) -> Vec<Cow<'_, str>> {
+        let out: Vec<Cow<'_, str>> = match field {
             Field::Header(h) => self
                 .headers
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(h))
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| Cow::Borrowed(v.as_str()))
                 .collect(),
-            Field::Body => vec![self.body.as_str()],
-            Field::AttachmentCount => return vec![count_str(self.attachments.len())],
-            Field::AttachmentName => self.attachments.iter().map(String::as_str).collect(),
+            Field::Body => vec![Cow::Borrowed(self.body.as_str())],
+            Field::AttachmentCount => vec![Cow::Owned(self.attachments.len().to_string())],
+            Field::AttachmentName => self
+                .attachments
+                .iter()
+                .map(|a| Cow::Borrowed(a.as_str()))
+                .collect(),
         };
-        if out.is_empty() { vec![""] } else { out }
+        if out.is_empty() {
+            vec![Cow::Borrowed("")]
+        } else {
+            out
+        }
     }
 
     /// The first value of a header, if present.
@@ -348,16 +357,6 @@ impl Mail {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-}
-
-/// Decimal text of small counts without allocating (attachment counts); large ones are
-/// capped at "many" digits, which no sane regex on counts cares about.
-fn count_str(n: usize) -> &'static str {
-    const SMALL: [&str; 21] = [
-        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
-        "17", "18", "19", "20",
-    ];
-    SMALL.get(n).copied().unwrap_or("21")
 }
 
 /// What filters and trusted headers decided for one mail.
@@ -531,7 +530,7 @@ impl Engine {
                     negate: cc.cond.negate,
                     case_sensitive: cc.cond.case_sensitive,
                     held,
-                    matched_value: hit.map(|v| v.chars().take(200).collect()),
+                    matched_value: hit.as_deref().map(|v| v.chars().take(200).collect()),
                 });
                 if !held {
                     all = false;
@@ -821,6 +820,12 @@ mod tests {
         assert!(holds(cond(Field::AttachmentName, "^invoice"), &m));
         let none = Mail::default();
         assert!(holds(cond(Field::AttachmentCount, "^0$"), &none));
+        let many = Mail {
+            attachments: vec![String::new(); 25],
+            ..Mail::default()
+        };
+        assert!(holds(cond(Field::AttachmentCount, "^25$"), &many));
+        assert!(holds(cond(Field::AttachmentCount, "^[1-9][0-9]+$"), &many));
         assert!(!holds(cond(Field::AttachmentName, "."), &none));
     }
 

@@ -2,7 +2,9 @@
 //! X-headers, ignore, mailbox, no auto-reply, replies), and the `/admin/filters` page over
 //! HTTP (saving, a refused regex shown next to its field, "Test filters").
 
-use crate::webui::{PW, login, office};
+use crate::dovecot::Dovecot;
+use crate::support::{run_ok, tmp, write_file};
+use crate::webui::{PW, api, login, office};
 use postroom::config::Settings;
 use postroom::filters::{Action, Condition, Field, Filter};
 use postroom::model::{
@@ -147,6 +149,91 @@ fn x_headers_act_only_for_mail_from_a_trusted_account() {
             .text
             .contains("trusted headers X-Postroom-Queue: Sales (mailbox Sales)")),
         "{log:#?}"
+    );
+}
+
+/// The same X-headers fetched by IMAP from a real Dovecot through two accounts: only the
+/// one marked trusted makes them act.
+#[test]
+fn x_headers_fetched_from_dovecot_act_only_for_the_trusted_account() {
+    let d = Dovecot::start();
+    d.add_user("inside", "pw-in");
+    d.add_user("outside", "pw-out");
+    d.append(
+        "inside",
+        "pw-in",
+        "INBOX",
+        &mail("dv1@x", "Via the trusted account", X_HEADERS),
+    );
+    d.append(
+        "outside",
+        "pw-out",
+        "INBOX",
+        &mail("dv2@x", "Via the untrusted account", X_HEADERS),
+    );
+    let data = tmp();
+    let dir = data.path();
+    run_ok(dir, &["mailbox", "add", "Support"]);
+    run_ok(dir, &["mailbox", "add", "Sales"]);
+    for (name, pw, trusted) in [("inside", "pw-in", "yes"), ("outside", "pw-out", "no")] {
+        let port = d.imap_port.to_string();
+        run_ok(
+            dir,
+            &[
+                "account",
+                "add",
+                name,
+                "--protocol",
+                "imap",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--security",
+                "none",
+                "--user",
+                name,
+                "--password",
+                pw,
+                "--mailbox",
+                "Support",
+                "--dispatch",
+                "mailbox",
+                "--trusted",
+                trusted,
+            ],
+        );
+        run_ok(dir, &["fetch", name]);
+    }
+    let s = Store::open(
+        &dir.join(postroom::app::STORE_FILE),
+        &StoreOptions::default(),
+    )
+    .unwrap();
+    let sales = s
+        .read()
+        .unwrap()
+        .mailboxes()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == "Sales")
+        .unwrap()
+        .id;
+    let t = conv_with(&s, "Via the trusted account");
+    assert_eq!(
+        (t.mailbox, t.priority, t.status, t.tags.clone()),
+        (
+            sales,
+            Priority::Urgent,
+            Status::Pending,
+            vec!["vip".to_string()]
+        )
+    );
+    let u = conv_with(&s, "Via the untrusted account");
+    assert_ne!(u.mailbox, sales);
+    assert_eq!(
+        (u.priority, u.status, u.tags.len()),
+        (Priority::Normal, Status::Active, 0)
     );
 }
 
@@ -404,6 +491,27 @@ fn the_filters_page_saves_refuses_bad_regexes_next_to_their_field_and_tests() {
     let (_, _, page) = boss.get(&format!("/c/{}", o.convs.1));
     assert!(page.contains("id=\"priority\""), "{page}");
     assert!(!page.contains("sales-lead"), "{page}");
+    // Mail imported now goes through the saved filter (imports are never trusted: the
+    // X-Postroom header is ignored); the page and the API show the outcome.
+    let file = write_file(o._data.path(), "desks.eml", pasted.as_bytes());
+    run_ok(
+        o._data.path(),
+        &["import", file.to_str().unwrap(), "--mailbox", "Sales"],
+    );
+    let (_, v) = api(
+        o.port,
+        Some(&o.admin_token),
+        "GET",
+        "/api/v1/conversations?q=desks",
+        None,
+    );
+    let c = &v["conversations"][0];
+    assert_eq!(c["priority"], "urgent", "{v}");
+    assert_eq!(c["tags"], serde_json::json!(["sales-lead", "b2b"]), "{v}");
+    assert_eq!(c["assignee"], 1, "{v}");
+    let (_, _, page) = boss.get(&format!("/c/{}", c["id"]));
+    assert!(page.contains("id=\"priority\">Urgent<"), "{page}");
+    assert!(page.contains("<span class=\"tag\">b2b</span>"), "{page}");
     // Disable, then delete.
     let (_, _, list) = boss.get("/admin/filters");
     let id: String = list
