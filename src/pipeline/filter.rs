@@ -7,7 +7,8 @@
 //! `pop3:NAME/...` names an account marked trusted; imported files never are), and what
 //! an outcome does to a conversation:
 //! - a NEW conversation gets everything: mailbox (when it exists), status, priority,
-//!   assignee (when the user exists and is not disabled), tags, custom fields; spam makes
+//!   assignee (when the user exists, is not disabled and may see the mailbox), tags,
+//!   custom fields; spam makes
 //!   its status spam;
 //! - a reply joining an EXISTING conversation adds its tags, sets its priority and custom
 //!   fields, and nothing else: it does not move the conversation to another mailbox,
@@ -127,7 +128,11 @@ pub fn apply_new(
     }
     if let Some(u) = o.assignee {
         match tx.user(u)? {
-            Some(user) if !user.disabled => c.assignee = Some(u),
+            Some(user) if !user.disabled && user.may_see(c.mailbox) => c.assignee = Some(u),
+            Some(user) if !user.disabled => notes.push(format!(
+                "user {} may not see mailbox {}; left unassigned",
+                user.login, c.mailbox
+            )),
             _ => notes.push(format!(
                 "user {u} does not exist or is disabled; left unassigned"
             )),

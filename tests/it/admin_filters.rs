@@ -317,6 +317,10 @@ fn filters_route_ignore_and_silence_mail_in_the_pipeline() {
     assert_eq!(c.fields.get("Channel").map(String::as_str), Some("mail"));
     // A user that does not exist is not assigned (and the log says so).
     assert_eq!(c.assignee, None);
+    assert!(s.read().unwrap().log(50).unwrap().iter().any(|l| {
+        l.text
+            .contains("user 99 does not exist or is disabled; left unassigned")
+    }));
     // Mail no filter silences gets its auto-reply (Support answers).
     let sum = deliver(&s, &format!("{live}3"), &mail("q1@x", "A question", ""));
     assert_eq!((sum.new_conversations, sum.auto_replies), (1, 1));
@@ -380,6 +384,12 @@ fn the_filters_page_saves_refuses_bad_regexes_next_to_their_field_and_tests() {
     let (status, _, page) = boss.get("/admin/filters/new");
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("name=\"cond-1-pattern\""), "{page}");
+    // Enter in a field presses the first submit button: Save, not "Add rows".
+    let first_button = page.find("<button name=\"op\"").unwrap();
+    assert!(
+        page[first_button..].starts_with("<button name=\"op\" value=\"save\""),
+        "{page}"
+    );
     let base = [
         ("name", "10 quotes"),
         ("enabled", "1"),
