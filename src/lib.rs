@@ -11,7 +11,7 @@
 //! ```text
 //! mail source --intake--> raw store      (commit 1: exact bytes + source, durable)
 //!                             | pending queue
-//!        pipeline: parse -> thread -> conversation
+//!        pipeline: parse -> filters -> thread -> conversation
 //!                             |
 //!        one write transaction (commit 2): message, conversation, log. Idempotent per raw id.
 //! CLI / web UI --reads/writes--> store (the only path to data)
@@ -27,7 +27,8 @@
 //! |---|---|---|
 //! | [`model`] | plain types: ids, records, flags, the injected clock | do I/O, know redb, HTTP or sockets |
 //! | [`store`] | the only code that names redb: schema, migrations, encodings, commit 1 | hold business rules |
-//! | [`pipeline`] | parse -> thread -> conversation as pure stages + the orchestrator of commit 2 | touch the network |
+//! | [`pipeline`] | parse -> filters -> thread -> conversation as pure stages + the orchestrator of commit 2 | touch the network |
+//! | [`filters`] | postmaster filters: conditions, actions, regex limits, trusted X-Postroom/OTOBO/OTRS headers, evaluation with a trace | do I/O or apply an outcome (the pipeline's filter stage does) |
 //! | [`import`] | reading .eml/mbox/Maildir into commit 1 | parse MIME or thread |
 //! | [`fetch`] | the only code that speaks IMAP or POP3: cursors, IDLE, removal after commit | parse MIME, create conversations |
 //! | [`compose`] | building outgoing mail (mail-builder), Message-IDs, threading headers; refusing injected headers | send, queue or store |
@@ -76,6 +77,7 @@ pub mod config;
 pub mod control;
 pub mod failpoint;
 pub mod fetch;
+pub mod filters;
 pub mod import;
 pub mod mailboxes;
 pub mod mdns;

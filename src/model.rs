@@ -250,6 +250,51 @@ pub struct ConversationRecord {
     pub assignee: Option<UserId>,
     /// Agents who asked to be told about it.
     pub followers: Vec<UserId>,
+    /// Set by postmaster filters, trusted X-headers or an agent; `Normal` by default.
+    pub priority: Priority,
+    /// Free labels (filters' "add tags"), in the order they were added, no duplicates.
+    pub tags: Vec<String>,
+    /// Custom fields `name -> value` (filters' "set a custom field", X-OTRS-DynamicField-*).
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+/// How urgent a conversation is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [
+        Priority::Low,
+        Priority::Normal,
+        Priority::High,
+        Priority::Urgent,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+            Priority::Urgent => "urgent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Priority> {
+        Priority::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 impl ConversationRecord {

@@ -9,6 +9,7 @@
 //! Replay: everything not yet processed sits in the store's pending queue, so running
 //! `process_pending` at startup finishes whatever a crash interrupted.
 
+pub mod filter;
 pub mod parse;
 pub mod thread;
 
@@ -41,6 +42,8 @@ pub struct Summary {
     pub with_warnings: u64,
     /// Auto-replies queued for new conversations.
     pub auto_replies: u64,
+    /// Messages a filter or a trusted header said to ignore (raw kept, no conversation).
+    pub ignored: u64,
 }
 
 impl Summary {
@@ -52,6 +55,7 @@ impl Summary {
         self.merged_conversations += o.merged_conversations;
         self.duplicates += o.duplicates;
         self.with_warnings += o.with_warnings;
+        self.ignored += o.ignored;
     }
 }
 
@@ -94,12 +98,18 @@ pub fn process_pending_with(
             };
             batch.push((id, rec, bytes));
         }
+        // Filters, loaded once per batch, decide before the write transaction starts.
+        let stage = filter::Stage::load(&reader)?;
         drop(reader);
         let parsed = parse_all(&batch);
+        let decided: Vec<Option<filter::Decision>> = batch
+            .iter()
+            .map(|(_, rec, bytes)| stage.decide(rec, bytes))
+            .collect();
         let s = store.write(|tx| {
             let mut s = Summary::default();
-            for ((id, rec, _), p) in batch.iter().zip(parsed) {
-                s.add(&process_one(tx, *id, rec, p, settings, clock)?);
+            for (((id, rec, _), p), d) in batch.iter().zip(parsed).zip(&decided) {
+                s.add(&process_one(tx, *id, rec, p, d.as_ref(), settings, clock)?);
             }
             Ok::<_, StoreError>(s)
         })?;
@@ -200,6 +210,7 @@ fn process_one(
     raw: RawId,
     rec: &RawRecord,
     mut p: Parsed,
+    decided: Option<&filter::Decision>,
     settings: &Settings,
     clock: &dyn Clock,
 ) -> Result<Summary, StoreError> {
@@ -242,6 +253,28 @@ fn process_one(
                 ));
         index_own_id = false;
     }
+    let filtered = decided.and_then(filter::describe);
+    if let Some(d) = decided
+        && d.outcome.ignore
+    {
+        tx.finish_raw(raw, None)?;
+        let who = p.from.as_ref().map(|a| a.to_string()).unwrap_or_default();
+        log(
+            tx,
+            clock,
+            Level::Info,
+            Some(raw),
+            None,
+            format!(
+                "message from {who} ({}) ignored: {}; raw message {raw} kept, no conversation",
+                p.subject,
+                filtered.as_deref().unwrap_or("filters")
+            ),
+        )?;
+        s.ignored = 1;
+        return Ok(s);
+    }
+    let outcome = decided.map(|d| &d.outcome);
     let decision = thread::decide(
         &ThreadInput {
             message_id: if index_own_id {
@@ -267,7 +300,7 @@ fn process_one(
                 None if tx.mailbox(rec.mailbox)?.is_some() => rec.mailbox,
                 None => MailboxId(1),
             };
-            tx.put_conversation(&ConversationRecord {
+            let mut c = ConversationRecord {
                 id,
                 mailbox,
                 status: Status::Active,
@@ -279,7 +312,16 @@ fn process_one(
                 merged_into: None,
                 assignee: None,
                 followers: Vec::new(),
-            })?;
+                priority: Default::default(),
+                tags: Vec::new(),
+                fields: Default::default(),
+            };
+            if let Some(o) = outcome {
+                for note in filter::apply_new(tx, &mut c, o)? {
+                    log(tx, clock, Level::Warn, Some(raw), Some(id), note)?;
+                }
+            }
+            tx.put_conversation(&c)?;
             (id, true)
         }
     };
@@ -319,6 +361,13 @@ fn process_one(
         tx.add_waiting(r, conv_id)?;
     }
     let reopened = add_to_conversation(tx, conv_id, &record)?;
+    if !created
+        && let Some(o) = outcome
+        && let Some(mut c) = tx.conversation(conv_id)?
+        && filter::apply_existing(&mut c, o)
+    {
+        tx.put_conversation(&c)?;
+    }
     tx.finish_raw(raw, Some(msg_id))?;
     if p.flags.has(MsgFlags::BOUNCE) {
         mark_bounced(tx, &p, msg_id, clock)?;
@@ -330,8 +379,11 @@ fn process_one(
         .first()
         .is_some_and(|s| s.starts_with("imap:") || s.starts_with("pop3:"))
         && clock.now_ms() / 1000 - date < 2 * 86_400;
+    let quiet = outcome
+        .is_some_and(|o| o.no_auto_reply || o.spam || o.status == Some(crate::model::Status::Spam));
     if created
         && live
+        && !quiet
         && crate::autoreply::on_new_conversation(tx, conv_id, &record, &p, settings, clock)?
     {
         s.auto_replies = 1;
@@ -368,6 +420,16 @@ fn process_one(
         )
     };
     log(tx, clock, Level::Info, Some(raw), Some(conv_id), text)?;
+    if let Some(f) = filtered {
+        log(
+            tx,
+            clock,
+            Level::Info,
+            Some(raw),
+            Some(conv_id),
+            format!("message {msg_id}: {f}"),
+        )?;
+    }
     if !p.warnings.is_empty() {
         log(
             tx,

@@ -303,6 +303,71 @@ pub fn part_bytes(raw: &[u8], index: u32) -> Option<Vec<u8>> {
     .flatten()
 }
 
+/// Longest header value a postmaster filter sees (characters).
+const MAX_FILTER_HEADER: usize = 4000;
+/// Most header fields a postmaster filter sees.
+const MAX_FILTER_HEADERS: usize = 500;
+
+/// What postmaster filters test (`crate::filters::Mail`): the top-level header fields in
+/// order (value unfolded, encoded words decoded, control characters replaced), the text
+/// body (at most `MAX_BODY_TEXT` bytes) and the attachments' names. Under the same guards
+/// as `parse`; a message too odd to take apart gives its headers only.
+pub fn filter_mail(raw: &[u8]) -> crate::filters::Mail {
+    let full = with_message(raw, |m| crate::filters::Mail {
+        headers: filter_headers(m),
+        body: m
+            .body_text(0)
+            .map(|t| cut_to(t.into_owned(), MAX_BODY_TEXT))
+            .unwrap_or_default(),
+        attachments: m
+            .attachments
+            .iter()
+            .filter_map(|i| m.part(*i))
+            .map(|p| clean(p.attachment_name().unwrap_or(""), 200, &mut false))
+            .collect(),
+    });
+    if let Some(mail) = full {
+        return mail;
+    }
+    let mut warnings = Vec::new();
+    let norm = normalize(raw, &mut warnings);
+    let norm: &[u8] = &norm;
+    let headers = catch_unwind(AssertUnwindSafe(|| {
+        let m = MessageParser::default().parse_headers(norm)?;
+        let h = filter_headers(&m);
+        dismantle(m);
+        Some(h)
+    }))
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    crate::filters::Mail {
+        headers,
+        ..Default::default()
+    }
+}
+
+fn filter_headers(m: &Message<'_>) -> Vec<(String, String)> {
+    let Some(top) = m.parts.first() else {
+        return Vec::new();
+    };
+    top.headers
+        .iter()
+        .take(MAX_FILTER_HEADERS)
+        .map(|h| {
+            let bytes = m
+                .raw_message
+                .get(h.offset_start as usize..h.offset_end as usize)
+                .unwrap_or_default();
+            let value = match MessageStream::new(bytes).parse_unstructured() {
+                HeaderValue::Text(t) => clean(&t, MAX_FILTER_HEADER, &mut false),
+                _ => String::new(),
+            };
+            (clean(h.name.as_str(), 200, &mut false), value)
+        })
+        .collect()
+}
+
 /// One field of a `multipart/form-data` body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FormPart {

@@ -9,8 +9,9 @@
 use crate::model::{
     AccountId, AccountRecord, Addr, AfterFetch, AliasAddress, ContentHash, ConvId,
     ConversationRecord, Direction, FolderCursor, FromPolicy, Level, LogEntry, LoginMethod,
-    MailboxId, MailboxRecord, MessageRecord, MsgFlags, MsgId, OutboxRecord, OutboxState, Protocol,
-    RawId, RawRecord, Security, SmtpAuth, SmtpId, SmtpRecord, Status, TakenRecord, Validity,
+    MailboxId, MailboxRecord, MessageRecord, MsgFlags, MsgId, OutboxRecord, OutboxState, Priority,
+    Protocol, RawId, RawRecord, Security, SmtpAuth, SmtpId, SmtpRecord, Status, TakenRecord,
+    Validity,
 };
 use crate::model::{ApiTokenRecord, DraftRecord, Role, SessionRecord, UserId, UserRecord};
 use std::fmt;
@@ -347,9 +348,20 @@ fn status_byte(s: Status) -> u8 {
 }
 
 const CONV_V2: u8 = 2;
+/// Format 3: + priority, tags, custom fields (postmaster filters).
+const CONV_V3: u8 = 3;
+
+fn priority_byte(p: Priority) -> u8 {
+    match p {
+        Priority::Low => 0,
+        Priority::Normal => 1,
+        Priority::High => 2,
+        Priority::Urgent => 3,
+    }
+}
 
 pub fn encode_conversation(c: &ConversationRecord) -> Vec<u8> {
-    let mut e = Enc::new(CONV_V2);
+    let mut e = Enc::new(CONV_V3);
     e.u64(c.id.0)
         .u64(c.mailbox.0)
         .u8(status_byte(c.status))
@@ -360,7 +372,12 @@ pub fn encode_conversation(c: &ConversationRecord) -> Vec<u8> {
         .u32(c.message_count)
         .opt_u64(c.merged_into.map(|c| c.0))
         .opt_u64(c.assignee.map(|u| u.0))
-        .u64s(&c.followers.iter().map(|u| u.0).collect::<Vec<_>>());
+        .u64s(&c.followers.iter().map(|u| u.0).collect::<Vec<_>>())
+        .u8(priority_byte(c.priority))
+        .strs(&c.tags);
+    let (names, values): (Vec<String>, Vec<String>) =
+        c.fields.iter().map(|(k, v)| (k.clone(), v.clone())).unzip();
+    e.strs(&names).strs(&values);
     e.finish()
 }
 
@@ -369,7 +386,10 @@ pub fn decode_conversation(v: &[u8]) -> Result<ConversationRecord, DecodeError> 
     let mut d = Dec::new(
         v,
         "conversation",
-        if format == CONV_V1 { CONV_V1 } else { CONV_V2 },
+        match format {
+            CONV_V1 | CONV_V2 => format,
+            _ => CONV_V3,
+        },
     )?;
     let mut c = ConversationRecord {
         id: ConvId(d.u64()?),
@@ -390,10 +410,29 @@ pub fn decode_conversation(v: &[u8]) -> Result<ConversationRecord, DecodeError> 
         merged_into: d.opt_u64()?.map(ConvId),
         assignee: None,
         followers: Vec::new(),
+        priority: Priority::Normal,
+        tags: Vec::new(),
+        fields: Default::default(),
     };
-    if format == CONV_V2 {
+    if format >= CONV_V2 {
         c.assignee = d.opt_u64()?.map(UserId);
         c.followers = d.u64s()?.into_iter().map(UserId).collect();
+    }
+    if format >= CONV_V3 {
+        c.priority = match d.u8()? {
+            0 => Priority::Low,
+            1 => Priority::Normal,
+            2 => Priority::High,
+            3 => Priority::Urgent,
+            n => return Err(d.err(format!("priority {n}"))),
+        };
+        c.tags = d.strs()?;
+        let names = d.strs()?;
+        let values = d.strs()?;
+        if names.len() != values.len() {
+            return Err(d.err("custom field names and values differ in number"));
+        }
+        c.fields = names.into_iter().zip(values).collect();
     }
     d.end()?;
     Ok(c)
@@ -1095,12 +1134,27 @@ mod tests {
             merged_into: Some(ConvId(9)),
             assignee: Some(UserId(4)),
             followers: vec![UserId(4), UserId(7)],
+            priority: Priority::Urgent,
+            tags: vec!["vip".into(), "école".into()],
+            fields: [("Contract".to_string(), "A-17".to_string())].into(),
         };
         assert_eq!(decode_conversation(&encode_conversation(&c)).unwrap(), c);
+        // Bytes of format 3 added after format 2: priority, tags, field names, values.
+        let v3_tail = 1 + (4 + 4 + 3 + 4 + 6) + (4 + 4 + 8) + (4 + 4 + 4);
+        // Format 2 (before filters) still reads: normal priority, no tags, no fields.
+        let mut v2 = encode_conversation(&c);
+        v2[0] = CONV_V2;
+        v2.truncate(v2.len() - v3_tail);
+        let old = decode_conversation(&v2).unwrap();
+        assert_eq!(old.assignee, Some(UserId(4)));
+        assert_eq!(
+            (old.priority, old.tags.len(), old.fields.len()),
+            (Priority::Normal, 0, 0)
+        );
         // Format 1 (before users existed) still reads, unassigned.
         let mut v1 = encode_conversation(&c);
         v1[0] = CONV_V1;
-        v1.truncate(v1.len() - (1 + 8) - (4 + 16));
+        v1.truncate(v1.len() - v3_tail - (1 + 8) - (4 + 16));
         let old = decode_conversation(&v1).unwrap();
         assert_eq!((old.assignee, old.followers.len()), (None, 0));
         assert_eq!(old.merged_into, Some(ConvId(9)));

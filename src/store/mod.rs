@@ -278,6 +278,7 @@ pub struct Tx<'t> {
     open_by_assignee: Table<'t, (u64, u64, u64, u64), ()>,
     customer_convs: Table<'t, (&'static str, u64), ()>,
     mailbox_perms: Table<'t, (u64, u64), u32>,
+    filters: Table<'t, u64, &'static [u8]>,
 }
 
 /// The key of one message on a server: which account, folder, UIDVALIDITY and item.
@@ -362,6 +363,7 @@ impl<'t> Tx<'t> {
             open_by_assignee: txn.open_table(OPEN_BY_ASSIGNEE).ctx(OP)?,
             customer_convs: txn.open_table(CUSTOMER_CONVS).ctx(OP)?,
             mailbox_perms: txn.open_table(MAILBOX_PERMS).ctx(OP)?,
+            filters: txn.open_table(FILTERS).ctx(OP)?,
         })
     }
 
@@ -1310,4 +1312,5 @@ impl Reader {
 // After `read_table!`: the macro must be defined before the module that uses it.
 mod users;
 pub use users::InboxPage;
+mod filters;
 mod perms;

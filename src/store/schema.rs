@@ -156,6 +156,10 @@ pub const CUSTOMER_CONVS: TableDefinition<(&str, u64), ()> = TableDefinition::ne
 /// user may do with a mailbox beyond seeing it (seeing stays `UserRecord.mailboxes`).
 /// A user without flags has no row.
 pub const MAILBOX_PERMS: TableDefinition<(u64, u64), u32> = TableDefinition::new("mailbox_perms");
+/// `filter id -> Filter` (codec `filter`, in `store::filters`): the postmaster filters.
+/// Ids come from the counter `filter`. New with issue 6 (created on open; the schema
+/// version is raised once for all of issue 6 when it is merged).
+pub const FILTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("filters");
 
 /// Longest Message-ID stored verbatim as an index key.
 pub const MSGID_KEY_MAX: usize = 512;

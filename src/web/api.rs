@@ -90,6 +90,9 @@ fn conv_json(
         "messages": c.message_count,
         "assignee": c.assignee.map(|a| a.0),
         "followers": c.followers.iter().map(|f| f.0).collect::<Vec<_>>(),
+        "priority": c.priority.as_str(),
+        "tags": c.tags,
+        "fields": c.fields,
         "unread": is_unread(r, user.id, c)?,
     }))
 }

@@ -700,6 +700,16 @@ fn conv_row(
     }))
 }
 
+/// The catalog label of a conversation's priority.
+fn priority_label(p: crate::model::Priority) -> &'static str {
+    match p {
+        crate::model::Priority::Low => "Low priority",
+        crate::model::Priority::Normal => "Normal priority",
+        crate::model::Priority::High => "High priority",
+        crate::model::Priority::Urgent => "Urgent",
+    }
+}
+
 fn inbox(ctx: &WebCtx, req: &Req, s: &Session) -> Reply {
     let r = match ctx.store.read() {
         Ok(r) => r,
@@ -987,6 +997,10 @@ fn conversation(
                 "status_label": status_label(lang, c.status),
                 "assignee": c.assignee.map(|a| a.0),
                 "assignee_name": c.assignee.and_then(|a| names.get(&a).cloned()),
+                "priority": c.priority.as_str(),
+                "priority_label": i18n::tr(lang, priority_label(c.priority), &[]),
+                "tags": c.tags,
+                "fields": c.fields,
                 "following": c.followers.contains(&s.user.id),
                 "mailbox": mailbox.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
                 "customer": c.customer.as_ref().map(|a| json!({"name": a.name, "email": a.email})),

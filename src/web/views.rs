@@ -93,6 +93,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "admin_settings.html",
         include_str!("../../assets/templates/admin_settings.html"),
     ),
+    (
+        "admin_filters.html",
+        include_str!("../../assets/templates/admin_filters.html"),
+    ),
+    (
+        "admin_filter.html",
+        include_str!("../../assets/templates/admin_filter.html"),
+    ),
+    (
+        "admin_filter_test.html",
+        include_str!("../../assets/templates/admin_filter_test.html"),
+    ),
 ];
 
 /// `(name, content type, contents)` of the static files under `/assets/`.

@@ -48,6 +48,9 @@ fn populate(store: &Store, n: u64, admin: UserId) -> Res<()> {
                     merged_into: None,
                     assignee: (i % 2 == 0 && status == Status::Active).then_some(admin),
                     followers: Vec::new(),
+                    priority: Default::default(),
+                    tags: Vec::new(),
+                    fields: Default::default(),
                 })?;
             }
             Ok::<_, postroom::store::StoreError>(())

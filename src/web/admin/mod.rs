@@ -11,6 +11,7 @@
 //! are never sent back to the browser, only "set" / "not set").
 
 pub mod accounts;
+pub mod filters;
 pub mod log;
 pub mod settings;
 
@@ -26,6 +27,7 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ("accounts", "Mail accounts"),
     ("mailboxes", "Mailboxes and addresses"),
     ("smtp", "SMTP servers"),
+    ("filters", "Filters"),
     ("log", "Communication log"),
     ("settings", "Settings"),
 ];
@@ -52,6 +54,7 @@ pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -
         (false, ["settings", "certificate"]) => settings::certificate(ctx, req, s, form),
         (_, ["accounts", more @ ..]) => accounts::route(ctx, req, s, form, more),
         (_, ["smtp", more @ ..]) => smtp::route(ctx, req, s, form, more),
+        (_, ["filters", rest @ ..]) => filters::route(ctx, req, s, form, rest),
         _ => not_found(),
     }
 }
