@@ -813,6 +813,19 @@ pub struct SessionRecord {
     pub csrf: String,
 }
 
+/// An invitation (or a password reset) link of a user: lets whoever holds the link set
+/// the user's password once before `expires`. Stored under the SHA-256 of the link's
+/// token, never the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InviteRecord {
+    pub user: UserId,
+    /// Unix seconds.
+    pub created: i64,
+    pub expires: i64,
+    /// A password reset (the user existed and had a password) rather than an invitation.
+    pub reset: bool,
+}
+
 /// An API token of a user. Stored under the SHA-256 of the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiTokenRecord {

@@ -669,7 +669,9 @@ fn send_where(
             tx.log(&log_entry(&o, now, level, text))
         })?;
         crate::failpoint::hit("after-outbox-commit");
-        if outcome.is_ok() {
+        // Postroom's own mail (invitations, notifications: message 0) is not copied to
+        // the mailbox's Sent folder.
+        if outcome.is_ok() && o.msg.0 != 0 {
             sent_copy(ctx, &o);
         }
     }

@@ -12,7 +12,9 @@ use crate::model::{
     MailboxRecord, MessageRecord, MsgFlags, MsgId, OutboxRecord, OutboxState, Protocol, RawId,
     RawRecord, Security, SmtpAuth, SmtpId, SmtpRecord, Status, TakenRecord, Validity,
 };
-use crate::model::{ApiTokenRecord, DraftRecord, Role, SessionRecord, UserId, UserRecord};
+use crate::model::{
+    ApiTokenRecord, DraftRecord, InviteRecord, Role, SessionRecord, UserId, UserRecord,
+};
 use std::fmt;
 
 /// A stored value could not be decoded.
@@ -876,6 +878,29 @@ pub fn decode_session(v: &[u8]) -> Result<SessionRecord, DecodeError> {
     };
     d.end()?;
     Ok(s)
+}
+
+const INVITE_V1: u8 = 1;
+
+pub fn encode_invite(i: &InviteRecord) -> Vec<u8> {
+    let mut e = Enc::new(INVITE_V1);
+    e.u64(i.user.0)
+        .i64(i.created)
+        .i64(i.expires)
+        .u8(u8::from(i.reset));
+    e.finish()
+}
+
+pub fn decode_invite(v: &[u8]) -> Result<InviteRecord, DecodeError> {
+    let mut d = Dec::new(v, "invite", INVITE_V1)?;
+    let i = InviteRecord {
+        user: UserId(d.u64()?),
+        created: d.i64()?,
+        expires: d.i64()?,
+        reset: d.flag()?,
+    };
+    d.end()?;
+    Ok(i)
 }
 
 const TOKEN_V1: u8 = 1;

@@ -8,8 +8,8 @@ use super::codec;
 use super::schema::*;
 use super::{Ctx, Reader, StoreError, Tx, all_decoded, get_decoded};
 use crate::model::{
-    ApiTokenRecord, ConvId, ConversationRecord, DraftRecord, MailboxId, SessionRecord, UserId,
-    UserRecord,
+    ApiTokenRecord, ConvId, ConversationRecord, DraftRecord, InviteRecord, MailboxId,
+    SessionRecord, UserId, UserRecord,
 };
 use redb::ReadableTable;
 
@@ -176,6 +176,38 @@ impl Tx<'_> {
         tokens_of(&self.api_tokens, user)
     }
 
+    pub fn invite(&self, key: &[u8; 32]) -> Result<Option<InviteRecord>, StoreError> {
+        get_hashed(
+            &self.invites,
+            key,
+            "reading an invitation",
+            codec::decode_invite,
+        )
+    }
+
+    pub fn put_invite(&mut self, key: &[u8; 32], i: &InviteRecord) -> Result<(), StoreError> {
+        self.invites
+            .insert(key, codec::encode_invite(i).as_slice())
+            .ctx("writing an invitation")?;
+        Ok(())
+    }
+
+    /// Removes every invitation link of `user` (used, replaced, or the user disabled).
+    pub fn remove_invites_of(&mut self, user: UserId) -> Result<u64, StoreError> {
+        const OP: &str = "removing invitations";
+        let mut keys = Vec::new();
+        for item in self.invites.iter().ctx(OP)? {
+            let (k, v) = item.ctx(OP)?;
+            if codec::decode_invite(v.value())?.user == user {
+                keys.push(k.value());
+            }
+        }
+        for k in &keys {
+            self.invites.remove(k).ctx(OP)?;
+        }
+        Ok(keys.len() as u64)
+    }
+
     /// Records that `user` has seen `conv` as of `last_activity`.
     pub fn set_read(
         &mut self,
@@ -284,6 +316,43 @@ impl Reader {
             Some(t) => tokens_of(&t, user),
             None => Ok(Vec::new()),
         }
+    }
+
+    pub fn invite(&self, key: &[u8; 32]) -> Result<Option<InviteRecord>, StoreError> {
+        match read_table!(self, INVITES) {
+            Some(t) => get_hashed(&t, key, "reading an invitation", codec::decode_invite),
+            None => Ok(None),
+        }
+    }
+
+    /// Every open invitation link: (user, record), for the users page.
+    pub fn invites(&self) -> Result<Vec<InviteRecord>, StoreError> {
+        const OP: &str = "listing invitations";
+        let Some(t) = read_table!(self, INVITES) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in t.iter().ctx(OP)? {
+            let (_, v) = item.ctx(OP)?;
+            out.push(codec::decode_invite(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The newest `last_seen` of each user's live sessions (the users page's "last seen").
+    pub fn last_seen_by_user(&self) -> Result<std::collections::HashMap<UserId, i64>, StoreError> {
+        const OP: &str = "listing sessions";
+        let mut out = std::collections::HashMap::new();
+        let Some(t) = read_table!(self, SESSIONS) else {
+            return Ok(out);
+        };
+        for item in t.iter().ctx(OP)? {
+            let (_, v) = item.ctx(OP)?;
+            let s = codec::decode_session(v.value())?;
+            let e = out.entry(s.user).or_insert(s.last_seen);
+            *e = (*e).max(s.last_seen);
+        }
+        Ok(out)
     }
 
     /// The `last_activity` `user` has seen of `conv` (None: never opened).

@@ -18,6 +18,7 @@ pub const LANGUAGES: &[(&str, &str)] = &[("en", "English"), ("fr", "Français")]
 pub const FR: &[&str] = &[
     include_str!("../../assets/i18n/fr.json"),
     include_str!("../../assets/i18n/fr-admin.json"),
+    include_str!("../../assets/i18n/fr-people.json"),
 ];
 
 fn catalog(lang: &str) -> Option<&'static HashMap<String, String>> {

@@ -174,6 +174,7 @@ pub fn route(ctx: &WebCtx, req: &Req) -> Reply {
         }
         ["setup"] => return setup(ctx, req),
         ["login"] => return login(ctx, req),
+        ["invite", token] => return super::admin::users::invite_page(ctx, req, token),
         _ => {}
     }
     if !auth::has_users(ctx) {
@@ -231,7 +232,7 @@ pub fn route(ctx: &WebCtx, req: &Req) -> Reply {
 
 /// The login and setup forms carry a token from a cookie of their own (there is no
 /// session yet); returns (cookie header or None when it is already set, token).
-fn pre_token(req: &Req) -> (Option<String>, String) {
+pub(super) fn pre_token(req: &Req) -> (Option<String>, String) {
     match auth::cookie(req, auth::PRE_COOKIE) {
         Some(t) if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) => {
             (None, t.to_owned())
@@ -246,7 +247,7 @@ fn pre_token(req: &Req) -> (Option<String>, String) {
     }
 }
 
-fn with_pre(reply: Reply, cookie: Option<String>) -> Reply {
+pub(super) fn with_pre(reply: Reply, cookie: Option<String>) -> Reply {
     match cookie {
         Some(c) => reply.with("Set-Cookie", &c),
         None => reply,

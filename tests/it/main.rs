@@ -18,6 +18,7 @@ mod genmail;
 mod smtpd;
 mod support;
 
+mod admin_people;
 mod architecture;
 mod browser_selftest;
 mod cli;

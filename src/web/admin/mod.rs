@@ -10,6 +10,8 @@
 //! a mail protocol on the web thread without a time limit, or show a secret (passwords
 //! are never sent back to the browser, only "set" / "not set").
 
+pub mod users;
+
 use super::auth::Session;
 use super::pages::{Form, base_ctx, lang_of, merge_ctx, not_found, page, store_error};
 use super::{Reply, Req, WebCtx, i18n};
@@ -17,7 +19,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// The sections of the administration menu: (path segment, catalog label).
-pub const SECTIONS: &[(&str, &str)] = &[("", "Overview")];
+pub const SECTIONS: &[(&str, &str)] = &[("", "Overview"), ("users", "Users")];
 
 /// `/admin/...`: `rest` is the path after `/admin`.
 pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -> Reply {
@@ -28,6 +30,7 @@ pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -
     }
     match (req.is_get(), rest) {
         (true, []) => overview(ctx, req, s),
+        (_, ["users", rest @ ..]) => users::route(ctx, req, s, form, rest),
         _ => not_found(),
     }
 }
