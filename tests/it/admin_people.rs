@@ -411,3 +411,173 @@ fn disabling_a_user_ends_their_sessions_and_a_reset_stops_the_old_password() {
     assert_eq!(status, 303);
     login(o.port, "sam", "sam's brand new password");
 }
+
+// ---------------------------------------------------------------------------------------
+// In a real browser
+
+mod browser {
+    use crate::browser::Browser;
+    use crate::smtpd::Smtpd;
+    use crate::support::{Serve, https_port, run_ok, tmp, write_file};
+    use serde_json::json;
+    use std::path::Path;
+    use std::time::Duration;
+
+    const ADMIN_PW: &str = "correct horse battery";
+    const NEW_PW: &str = "my very own passphrase";
+
+    fn on_page(b: &Browser, path: &str) -> bool {
+        let url = b.url();
+        let after_host = url.splitn(4, '/').nth(3).unwrap_or("");
+        format!("/{after_host}").starts_with(path)
+    }
+
+    fn text_of(b: &Browser, css: &str) -> String {
+        let v = b.exec(
+            "var e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+            vec![json!(css)],
+        );
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Clicks `css`, which loads a new page, and waits until it has loaded.
+    fn click_and_load(b: &Browser, css: &str) {
+        b.exec("window.__oldPage = true;", vec![]);
+        b.find(css).click();
+        b.wait_until(&format!("a new page after clicking {css}"), |b| {
+            let v = b.cmd(
+                "POST",
+                "~/execute/sync",
+                Some(&json!({"script": "return document.readyState === 'complete' && !window.__oldPage;", "args": []})),
+            );
+            v.is_ok_and(|v| v == json!(true))
+        });
+    }
+
+    fn screenshot(b: &Browser, name: &str) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        b.screenshot(&dir.join(name));
+    }
+
+    fn login(b: &Browser, base: &str, login: &str, pw: &str) {
+        b.goto(&format!("{base}/login"));
+        b.wait_for("#login").send_keys(login);
+        b.find("#password").send_keys(pw);
+        b.find("#submit").click();
+        b.wait_until("the inbox after logging in", |b| on_page(b, "/inbox"));
+    }
+
+    #[test]
+    fn the_admin_invites_a_user_who_sets_a_password_from_the_mailed_link_and_logs_in() {
+        let smtpd = Smtpd::start();
+        let t = tmp();
+        let data = t.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        run_ok(
+            &data,
+            &[
+                "smtp",
+                "add",
+                "out",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &smtpd.open_port().to_string(),
+                "--security",
+                "none",
+                "--auth",
+                "none",
+            ],
+        );
+        for (name, addr) in [
+            ("Support", "support@example.org"),
+            ("Sales", "sales@example.org"),
+        ] {
+            run_ok(
+                &data,
+                &["mailbox", "add", name, "--address", addr, "--smtp", "out"],
+            );
+        }
+        let pw = write_file(t.path(), "pw", format!("{ADMIN_PW}\n").as_bytes());
+        run_ok(
+            &data,
+            &[
+                "user",
+                "add",
+                "boss",
+                "--role",
+                "admin",
+                "--name",
+                "Boss",
+                "--password-file",
+                pw.to_str().unwrap(),
+            ],
+        );
+        let mut serve = Serve::start_with(
+            &data,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--https-listen",
+                "127.0.0.1:0",
+                "--no-mdns",
+            ],
+            &[],
+        );
+        let ready = serve.wait_for("ready (data dir", Duration::from_secs(60));
+        let base = format!("https://127.0.0.1:{}", https_port(&ready));
+
+        let b = Browser::start();
+        login(&b, &base, "boss", ADMIN_PW);
+        b.goto(&format!("{base}/admin/users"));
+        b.wait_for("#f-login").send_keys("nina");
+        b.find("#f-name").send_keys("Nina Neu");
+        b.find("#f-email").send_keys("nina@home.example");
+        b.find("input[name=mailboxes][value=Sales]").click();
+        // The second mailbox sends this one.
+        b.exec(
+            "document.querySelector('#f-from').value = Array.from(document.querySelectorAll('#f-from option')).find(o => o.textContent.includes('sales@')).value;",
+            vec![],
+        );
+        screenshot(&b, "admin-users-invite-form.png");
+        click_and_load(&b, "#invite");
+        let notice = text_of(&b, "#notice");
+        assert!(notice.contains("nina@home.example"), "{notice}");
+        assert!(text_of(&b, "#user-nina").contains("invited"));
+        screenshot(&b, "admin-users-invited.png");
+
+        // The invitation really arrives at the SMTP server, from the chosen mailbox.
+        let got = smtpd.wait_for(1, Duration::from_secs(90));
+        assert_eq!(got[0].rcpt_tos, vec!["nina@home.example".to_string()]);
+        let head = String::from_utf8_lossy(&got[0].data).into_owned();
+        assert!(head.contains("sales@example.org>"), "{head}");
+        let body = postroom::pipeline::parse::body_text(&got[0].data).unwrap();
+        let at = body
+            .find(&format!("{base}/invite/"))
+            .unwrap_or_else(|| panic!("{body}"));
+        let link: String = body[at..].split_whitespace().next().unwrap().to_owned();
+
+        // Nina, in a browser without the admin's session, opens the link.
+        b.delete_cookies();
+        b.goto(&link);
+        assert_eq!(text_of(&b, "#invite-login"), "nina");
+        b.find("#f-password").send_keys(NEW_PW);
+        b.find("#f-password2").send_keys(NEW_PW);
+        screenshot(&b, "invite-set-password.png");
+        click_and_load(&b, "#submit");
+        assert!(on_page(&b, "/login"), "{}", b.url());
+        login(&b, &base, "nina", NEW_PW);
+        let page = b.source();
+        assert!(
+            page.contains("Sales") && page.contains("Nina Neu"),
+            "{page}"
+        );
+        screenshot(&b, "invite-logged-in.png");
+        // The link is spent.
+        b.goto(&link);
+        assert!(b.source().contains("already used"), "{}", b.source());
+        drop(b);
+        serve.stop();
+    }
+}
