@@ -41,6 +41,8 @@ pub struct Summary {
     pub with_warnings: u64,
     /// Auto-replies queued for new conversations.
     pub auto_replies: u64,
+    /// Other mail queued: notifications, agents' answers by mail sent on as replies.
+    pub queued: u64,
 }
 
 impl Summary {
@@ -48,6 +50,7 @@ impl Summary {
         self.processed += o.processed;
         self.new_conversations += o.new_conversations;
         self.auto_replies += o.auto_replies;
+        self.queued += o.queued;
         self.joined += o.joined;
         self.merged_conversations += o.merged_conversations;
         self.duplicates += o.duplicates;
@@ -98,8 +101,8 @@ pub fn process_pending_with(
         let parsed = parse_all(&batch);
         let s = store.write(|tx| {
             let mut s = Summary::default();
-            for ((id, rec, _), p) in batch.iter().zip(parsed) {
-                s.add(&process_one(tx, *id, rec, p, settings, clock)?);
+            for ((id, rec, bytes), p) in batch.iter().zip(parsed) {
+                s.add(&process_one(tx, *id, rec, bytes, p, settings, clock)?);
             }
             Ok::<_, StoreError>(s)
         })?;
@@ -199,6 +202,7 @@ fn process_one(
     tx: &mut Tx<'_>,
     raw: RawId,
     rec: &RawRecord,
+    bytes: &[u8],
     mut p: Parsed,
     settings: &Settings,
     clock: &dyn Clock,
@@ -241,6 +245,14 @@ fn process_one(
                     m.id
                 ));
         index_own_id = false;
+    }
+    // An agent's answer to a notification (their address and the notification's token):
+    // a reply to the customer, never customer mail.
+    if let Some((agent, conv)) = crate::notify::agent_answer(tx, &p)? {
+        if crate::notify::answer_by_mail(tx, clock, settings, raw, &p, bytes, &agent, conv)? {
+            s.queued = 1;
+        }
+        return Ok(s);
     }
     let decision = thread::decide(
         &ThreadInput {
@@ -335,6 +347,24 @@ fn process_one(
         && crate::autoreply::on_new_conversation(tx, conv_id, &record, &p, settings, clock)?
     {
         s.auto_replies = 1;
+    }
+    // Notifications, for mail that just arrived (like auto-replies): a new conversation,
+    // or a person's mail joining one.
+    let from_us = match p.from.as_ref() {
+        Some(a) => crate::mailboxes::is_ours(&tx.mailboxes()?, &a.email),
+        None => false,
+    };
+    if live && !from_us && (created || !p.flags.is_automatic()) {
+        let event = if created {
+            crate::notify::Event::NewConversation
+        } else {
+            crate::notify::Event::CustomerReply
+        };
+        if let Some(c) = tx.conversation(conv_id)? {
+            let text = parse::body_text(bytes).unwrap_or_else(|| p.preview.clone());
+            let sender = p.from.as_ref().map(|a| a.email.as_str());
+            s.queued += crate::notify::notify_in(tx, clock, &event, &c, &text, sender, "")?;
+        }
     }
     let who = p
         .from
@@ -691,7 +721,7 @@ pub fn spawn_worker_with(
                 match result {
                     Ok(s) if s.processed > 0 => {
                         total.add(&s);
-                        if s.auto_replies > 0
+                        if (s.auto_replies > 0 || s.queued > 0)
                             && let Some(o) = &outbox
                         {
                             let _ = o.try_send(());

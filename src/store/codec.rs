@@ -13,7 +13,8 @@ use crate::model::{
     RawRecord, Security, SmtpAuth, SmtpId, SmtpRecord, Status, TakenRecord, Validity,
 };
 use crate::model::{
-    ApiTokenRecord, DraftRecord, InviteRecord, Role, SessionRecord, UserId, UserRecord,
+    ApiTokenRecord, DraftRecord, InviteRecord, NotifyPrefs, NotifyTokenRecord, Role, SessionRecord,
+    UserId, UserRecord,
 };
 use std::fmt;
 
@@ -901,6 +902,48 @@ pub fn decode_invite(v: &[u8]) -> Result<InviteRecord, DecodeError> {
     };
     d.end()?;
     Ok(i)
+}
+
+const NOTIFY_PREFS_V1: u8 = 1;
+
+pub fn encode_notify_prefs(p: &NotifyPrefs) -> Vec<u8> {
+    let mut e = Enc::new(NOTIFY_PREFS_V1);
+    e.u8(u8::from(p.new_conversation))
+        .u8(u8::from(p.customer_reply))
+        .u8(u8::from(p.assigned))
+        .u8(u8::from(p.mentioned));
+    e.finish()
+}
+
+pub fn decode_notify_prefs(v: &[u8]) -> Result<NotifyPrefs, DecodeError> {
+    let mut d = Dec::new(v, "notify prefs", NOTIFY_PREFS_V1)?;
+    let p = NotifyPrefs {
+        new_conversation: d.flag()?,
+        customer_reply: d.flag()?,
+        assigned: d.flag()?,
+        mentioned: d.flag()?,
+    };
+    d.end()?;
+    Ok(p)
+}
+
+const NOTIFY_TOKEN_V1: u8 = 1;
+
+pub fn encode_notify_token(t: &NotifyTokenRecord) -> Vec<u8> {
+    let mut e = Enc::new(NOTIFY_TOKEN_V1);
+    e.u64(t.user.0).u64(t.conv.0).i64(t.created);
+    e.finish()
+}
+
+pub fn decode_notify_token(v: &[u8]) -> Result<NotifyTokenRecord, DecodeError> {
+    let mut d = Dec::new(v, "notify token", NOTIFY_TOKEN_V1)?;
+    let t = NotifyTokenRecord {
+        user: UserId(d.u64()?),
+        conv: ConvId(d.u64()?),
+        created: d.i64()?,
+    };
+    d.end()?;
+    Ok(t)
 }
 
 const TOKEN_V1: u8 = 1;

@@ -8,8 +8,8 @@ use super::codec;
 use super::schema::*;
 use super::{Ctx, Reader, StoreError, Tx, all_decoded, get_decoded};
 use crate::model::{
-    ApiTokenRecord, ConvId, ConversationRecord, DraftRecord, InviteRecord, MailboxId,
-    SessionRecord, UserId, UserRecord,
+    ApiTokenRecord, ConvId, ConversationRecord, DraftRecord, InviteRecord, MailboxId, NotifyPrefs,
+    NotifyTokenRecord, SessionRecord, UserId, UserRecord,
 };
 use redb::ReadableTable;
 
@@ -192,6 +192,44 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// What `user` wants to be told (the defaults when nothing is stored).
+    pub fn notify_prefs(&self, user: UserId) -> Result<NotifyPrefs, StoreError> {
+        Ok(get_decoded(
+            &self.notify_prefs,
+            user.0,
+            "reading notification settings",
+            codec::decode_notify_prefs,
+        )?
+        .unwrap_or_default())
+    }
+
+    pub fn put_notify_prefs(&mut self, user: UserId, p: &NotifyPrefs) -> Result<(), StoreError> {
+        self.notify_prefs
+            .insert(user.0, codec::encode_notify_prefs(p).as_slice())
+            .ctx("writing notification settings")?;
+        Ok(())
+    }
+
+    pub fn notify_token(&self, key: &[u8; 32]) -> Result<Option<NotifyTokenRecord>, StoreError> {
+        get_hashed(
+            &self.notify_tokens,
+            key,
+            "reading a notification token",
+            codec::decode_notify_token,
+        )
+    }
+
+    pub fn put_notify_token(
+        &mut self,
+        key: &[u8; 32],
+        t: &NotifyTokenRecord,
+    ) -> Result<(), StoreError> {
+        self.notify_tokens
+            .insert(key, codec::encode_notify_token(t).as_slice())
+            .ctx("writing a notification token")?;
+        Ok(())
+    }
+
     /// Removes every invitation link of `user` (used, replaced, or the user disabled).
     pub fn remove_invites_of(&mut self, user: UserId) -> Result<u64, StoreError> {
         const OP: &str = "removing invitations";
@@ -322,6 +360,20 @@ impl Reader {
         match read_table!(self, INVITES) {
             Some(t) => get_hashed(&t, key, "reading an invitation", codec::decode_invite),
             None => Ok(None),
+        }
+    }
+
+    /// What `user` wants to be told (the defaults when nothing is stored).
+    pub fn notify_prefs(&self, user: UserId) -> Result<NotifyPrefs, StoreError> {
+        match self.table_u64(NOTIFY_PREFS)? {
+            Some(t) => Ok(get_decoded(
+                &t,
+                user.0,
+                "reading notification settings",
+                codec::decode_notify_prefs,
+            )?
+            .unwrap_or_default()),
+            None => Ok(NotifyPrefs::default()),
         }
     }
 
