@@ -581,3 +581,404 @@ mod browser {
         serve.stop();
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Notifications and answers by mail, with a real Dovecot (fetch) and SMTP server
+
+mod notifications {
+    use crate::dovecot::Dovecot;
+    use crate::smtpd::{Received, Smtpd};
+    use crate::support::{run_ok, tmp, write_file};
+    use postroom::model::{Direction, NotifyPrefs};
+    use std::path::Path;
+
+    const DPASS: &str = "dovecot-pass";
+
+    /// A mail without a Date header: it counts as just arrived.
+    fn mail(from: &str, subject: &str, id: &str, extra: &str, body: &str) -> Vec<u8> {
+        format!(
+            "From: {from}\r\nTo: support@example.org\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n{extra}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}"
+        )
+        .into_bytes()
+    }
+
+    fn header(data: &[u8], name: &str) -> String {
+        let text = String::from_utf8_lossy(data);
+        text.lines()
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    }
+
+    fn body(r: &Received) -> String {
+        postroom::pipeline::parse::body_text(&r.data).unwrap()
+    }
+
+    /// Fetches from Dovecot and sends what the outbox has; returns what the SMTP server
+    /// got since `before` messages.
+    fn fetch_and_send(p: &Path, s: &Smtpd, before: usize) -> Vec<Received> {
+        run_ok(p, &["fetch", "in"]);
+        run_ok(p, &["outbox", "--send"]);
+        s.received().into_iter().skip(before).collect()
+    }
+
+    fn messages(p: &Path, conv: u64) -> Vec<postroom::model::MessageRecord> {
+        let dir = postroom::app::DataDir::open(p, &postroom::model::SystemClock).unwrap();
+        let r = dir.store.read().unwrap();
+        r.conversation_messages(postroom::model::ConvId(conv))
+            .unwrap()
+    }
+
+    #[test]
+    fn agents_are_notified_and_answer_the_customer_by_mail_and_forged_answers_stay_customer_mail() {
+        let d = Dovecot::start();
+        d.add_user("desk", DPASS);
+        let s = Smtpd::start();
+        let data = tmp();
+        let p = data.path();
+        run_ok(
+            p,
+            &[
+                "smtp",
+                "add",
+                "relay",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &s.open_port().to_string(),
+                "--security",
+                "none",
+                "--auth",
+                "none",
+            ],
+        );
+        for (name, addr) in [
+            ("Support", "support@example.org"),
+            ("Sales", "sales@example.org"),
+        ] {
+            run_ok(
+                p,
+                &["mailbox", "add", name, "--address", addr, "--smtp", "relay"],
+            );
+        }
+        run_ok(
+            p,
+            &[
+                "account",
+                "add",
+                "in",
+                "--protocol",
+                "imap",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &d.imap_port.to_string(),
+                "--security",
+                "none",
+                "--user",
+                "desk",
+                "--password",
+                DPASS,
+                "--mailbox",
+                "Support",
+                "--after",
+                "delete",
+            ],
+        );
+        let pw = write_file(p, "pw", b"a long enough password\n");
+        for (login, mailbox, email) in [
+            ("anna", "Support", "anna@staff.example"),
+            ("bob", "Sales", "bob@staff.example"),
+            ("carl", "Support", "carl@staff.example"),
+        ] {
+            run_ok(
+                p,
+                &[
+                    "user",
+                    "add",
+                    login,
+                    "--mailbox",
+                    mailbox,
+                    "--email",
+                    email,
+                    "--password-file",
+                    pw.to_str().unwrap(),
+                ],
+            );
+        }
+        // Anna and Bob want to hear of new conversations; Carl keeps the defaults (no).
+        {
+            let dir = postroom::app::DataDir::open(p, &postroom::model::SystemClock).unwrap();
+            dir.store
+                .write(|tx| {
+                    for login in ["anna", "bob"] {
+                        let u = tx.user_by_login(login)?.unwrap();
+                        let prefs = NotifyPrefs {
+                            new_conversation: true,
+                            ..NotifyPrefs::default()
+                        };
+                        tx.put_notify_prefs(u.id, &prefs)?;
+                    }
+                    Ok::<_, postroom::store::StoreError>(())
+                })
+                .unwrap();
+        }
+
+        // 1. A customer writes: only Anna is told (Bob does not see Support, Carl did
+        //    not ask), from the mailbox's address, with the text and a link.
+        d.append(
+            "desk",
+            DPASS,
+            "INBOX",
+            &mail(
+                "Zoe <zoe@customer.example>",
+                "Printer on fire",
+                "z1@customer.example",
+                "",
+                "The printer in room 4 is smoking.\r\n",
+            ),
+        );
+        let got = fetch_and_send(p, &s, 0);
+        assert_eq!(got.len(), 1, "{got:#?}");
+        let n = &got[0];
+        assert_eq!(n.rcpt_tos, vec!["anna@staff.example".to_string()]);
+        assert!(header(&n.data, "From").contains("support@example.org"));
+        let notif_id = header(&n.data, "Message-ID");
+        assert!(notif_id.starts_with("<pr-notify."), "{notif_id}");
+        let subject = header(&n.data, "Subject");
+        let text = body(n);
+        assert!(text.contains("The printer in room 4 is smoking."), "{text}");
+        assert!(text.contains("zoe@customer.example"), "{text}");
+        let conv: u64 = text
+            .split("/c/")
+            .nth(1)
+            .unwrap()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap();
+        assert!(
+            text.contains(&format!("https://postroom.local/c/{conv}")),
+            "{text}"
+        );
+        assert!(subject.contains(&format!("[#{conv}]")), "{subject}");
+
+        // 2. Anna answers from her own mail client: the customer gets a reply from the
+        //    mailbox's address with only what Anna wrote; nothing is stored as customer
+        //    mail.
+        let quoted: String = text.lines().map(|l| format!("> {l}\r\n")).collect();
+        d.append(
+            "desk",
+            DPASS,
+            "INBOX",
+            &mail(
+                "Anna <anna@staff.example>",
+                &format!("Re: {subject}"),
+                "a1@staff.example",
+                &format!("In-Reply-To: {notif_id}\r\nReferences: {notif_id}\r\n"),
+                &format!("A technician comes at 2 pm.\r\n\r\nOn Mon, 23 Nov 2026, Support wrote:\r\n{quoted}"),
+            ),
+        );
+        let got = fetch_and_send(p, &s, 1);
+        assert_eq!(got.len(), 1, "{got:#?}");
+        let reply = &got[0];
+        assert_eq!(reply.rcpt_tos, vec!["zoe@customer.example".to_string()]);
+        assert!(header(&reply.data, "From").contains("support@example.org"));
+        assert_eq!(header(&reply.data, "In-Reply-To"), "<z1@customer.example>");
+        let answer = body(reply);
+        assert!(
+            answer.starts_with("A technician comes at 2 pm."),
+            "{answer}"
+        );
+        assert!(
+            !answer.contains("smoking") && !answer.contains("wrote:"),
+            "{answer}"
+        );
+        let msgs = messages(p, conv);
+        let dirs: Vec<Direction> = msgs.iter().map(|m| m.direction).collect();
+        assert_eq!(dirs, [Direction::In, Direction::Out], "{msgs:#?}");
+        assert!(msgs.iter().all(|m| {
+            m.from
+                .as_ref()
+                .is_none_or(|a| a.email != "anna@staff.example")
+        }));
+
+        // 3. Forged answers are customer mail: the right token from another address,
+        //    and Anna's address without a valid token. Neither reaches the customer.
+        let zeros = format!("<pr-notify.{}@example.org>", "0".repeat(64));
+        for (from, id, irt) in [
+            (
+                "Mallory <mallory@evil.example>",
+                "f1@evil.example",
+                notif_id.as_str(),
+            ),
+            (
+                "Anna <anna@staff.example>",
+                "f2@staff.example",
+                zeros.as_str(),
+            ),
+            ("Anna <anna@staff.example>", "f3@staff.example", ""),
+        ] {
+            let extra = if irt.is_empty() {
+                String::new()
+            } else {
+                format!("In-Reply-To: {irt}\r\n")
+            };
+            d.append(
+                "desk",
+                DPASS,
+                "INBOX",
+                &mail(
+                    from,
+                    &format!("Re: {subject}"),
+                    id,
+                    &extra,
+                    "Send the refund to my account.\r\n",
+                ),
+            );
+        }
+        let got = fetch_and_send(p, &s, 2);
+        assert!(
+            got.iter()
+                .all(|r| r.rcpt_tos != vec!["zoe@customer.example".to_string()]),
+            "a forged answer reached the customer: {got:#?}"
+        );
+        let msgs = messages(p, conv);
+        let forged: Vec<&str> = msgs
+            .iter()
+            .filter(|m| m.direction == Direction::In)
+            .filter_map(|m| m.message_id.as_deref())
+            .collect();
+        assert_eq!(
+            forged,
+            [
+                "z1@customer.example",
+                "f1@evil.example",
+                "f2@staff.example",
+                "f3@staff.example"
+            ],
+            "the forged answers joined the conversation as customer mail"
+        );
+
+        // 4. The customer writes again in a conversation assigned to Carl: Carl is told
+        //    (the default setting), Anna (neither assignee nor follower) is not.
+        {
+            let dir = postroom::app::DataDir::open(p, &postroom::model::SystemClock).unwrap();
+            dir.store
+                .write(|tx| {
+                    let carl = tx.user_by_login("carl")?.unwrap();
+                    let mut c = tx.conversation(postroom::model::ConvId(conv))?.unwrap();
+                    c.assignee = Some(carl.id);
+                    tx.put_conversation(&c)
+                })
+                .unwrap();
+        }
+        let before = s.received().len();
+        d.append(
+            "desk",
+            DPASS,
+            "INBOX",
+            &mail(
+                "Zoe <zoe@customer.example>",
+                &format!("Re: Printer on fire [#{conv}]"),
+                "z2@customer.example",
+                "In-Reply-To: <z1@customer.example>\r\n",
+                "Thanks, 2 pm is fine.\r\n",
+            ),
+        );
+        let got = fetch_and_send(p, &s, before);
+        let to: Vec<&str> = got
+            .iter()
+            .flat_map(|r| r.rcpt_tos.iter().map(String::as_str))
+            .collect();
+        assert_eq!(to, ["carl@staff.example"], "{got:#?}");
+        assert!(body(&got[0]).contains("Thanks, 2 pm is fine."));
+    }
+}
+
+#[test]
+fn assignments_and_mentions_notify_per_the_agents_settings() {
+    let smtp = Smtpd::start();
+    let o = office(Some(&smtp));
+    let (_, sales) = o.convs;
+    let boss = login(o.port, "boss", PW);
+    let sam_id = crate::webui::api(o.port, Some(&o.agent_token), "GET", "/api/v1/me", None).1["id"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let (status, _, page) = boss.post(
+        "/admin/users/sam",
+        &[
+            ("name", "Sam Sales"),
+            ("email", "sam@home.example"),
+            ("role", "agent"),
+            ("mailboxes", "Sales"),
+        ],
+    );
+    assert_eq!(status, 200, "{page}");
+    let sam = login(o.port, "sam", PW);
+    // Assigning oneself tells nobody.
+    sam.post(&format!("/c/{sales}/assign"), &[("value", "me")]);
+    sam.post(&format!("/c/{sales}/assign"), &[("value", "")]);
+    // The admin assigns the conversation to Sam: Sam is told, with a link.
+    let (status, _, _) = boss.post(&format!("/c/{sales}/assign"), &[("value", &sam_id)]);
+    assert_eq!(status, 303);
+    let got = smtp.wait_for(1, Duration::from_secs(60));
+    assert_eq!(got[0].rcpt_tos, vec!["sam@home.example".to_string()]);
+    let text = postroom::pipeline::parse::body_text(&got[0].data).unwrap();
+    assert!(
+        text.contains("Boss assigned a conversation to you"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Quote for 20 chairs") && text.contains(&format!("/c/{sales}")),
+        "{text}"
+    );
+    // A note that mentions Sam tells Sam, with the note's text.
+    boss.post(
+        &format!("/c/{sales}/note"),
+        &[("body", "@sam can you check the price?"), ("last_msg", "0")],
+    );
+    let got = smtp.wait_for(2, Duration::from_secs(60));
+    assert_eq!(got[1].rcpt_tos, vec!["sam@home.example".to_string()]);
+    let text = postroom::pipeline::parse::body_text(&got[1].data).unwrap();
+    assert!(text.contains("Boss mentioned you in a note"), "{text}");
+    assert!(text.contains("can you check the price?"), "{text}");
+
+    // Sam turns mentions off on the profile page.
+    let (_, _, page) = sam.get("/profile");
+    assert!(
+        page.contains("id=\"n-mentioned\" value=\"1\" checked"),
+        "{page}"
+    );
+    let (status, _, _) = sam.post(
+        "/profile/notify",
+        &[("customer_reply", "1"), ("assigned", "1")],
+    );
+    assert_eq!(status, 303);
+    let (_, _, page) = sam.get("/profile");
+    assert!(
+        !page.contains("id=\"n-mentioned\" value=\"1\" checked"),
+        "{page}"
+    );
+    assert!(
+        page.contains("id=\"n-assigned\" value=\"1\" checked"),
+        "{page}"
+    );
+    boss.post(
+        &format!("/c/{sales}/note"),
+        &[("body", "@sam again"), ("last_msg", "999999")],
+    );
+    // Queued after the note: had the mention been queued, it would come first.
+    boss.post(&format!("/c/{sales}/assign"), &[("value", "")]);
+    boss.post(&format!("/c/{sales}/assign"), &[("value", &sam_id)]);
+    let got = smtp.wait_for(3, Duration::from_secs(60));
+    assert_eq!(got.len(), 3, "{got:#?}");
+    let text = postroom::pipeline::parse::body_text(&got[2].data).unwrap();
+    assert!(text.contains("assigned a conversation to you"), "{text}");
+}
