@@ -1185,4 +1185,29 @@ mod tests {
         let mut d = Dec::new(&bytes, "test", 1).unwrap();
         assert!(d.strs().is_err());
     }
+
+    #[test]
+    fn invitation_and_notification_records_round_trip() {
+        let i = InviteRecord {
+            user: UserId(4),
+            created: 1_800_000_000,
+            expires: 1_800_604_800,
+            reset: true,
+        };
+        assert_eq!(decode_invite(&encode_invite(&i)).unwrap(), i);
+        let p = NotifyPrefs {
+            new_conversation: true,
+            customer_reply: false,
+            assigned: true,
+            mentioned: false,
+        };
+        assert_eq!(decode_notify_prefs(&encode_notify_prefs(&p)).unwrap(), p);
+        let t = NotifyTokenRecord {
+            user: UserId(2),
+            conv: ConvId(77),
+            created: 1_800_000_000,
+        };
+        assert_eq!(decode_notify_token(&encode_notify_token(&t)).unwrap(), t);
+        assert!(decode_invite(&encode_notify_token(&t)[..5]).is_err());
+    }
 }
