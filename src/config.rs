@@ -60,6 +60,23 @@ fn validate_recipients(v: &str) -> Result<(), String> {
     }
 }
 
+fn validate_web_url(v: &str) -> Result<(), String> {
+    let rest = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    let host = rest.trim_end_matches('/');
+    if host.is_empty()
+        || host.len() > 253
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        return Err("must be https://HOST or https://HOST:PORT, nothing after the host".into());
+    }
+    Ok(())
+}
+
 pub const SETTINGS: &[SettingDef] = &[
     SettingDef {
         key: "subject_tag_prefix",
@@ -96,6 +113,12 @@ pub const SETTINGS: &[SettingDef] = &[
         default: "UTC",
         help: "the time zone times are shown in: UTC, an offset like +01:00, or a name like Europe/Paris",
         validate: validate_time_zone,
+    },
+    SettingDef {
+        key: "web_url",
+        default: "https://postroom.local",
+        help: "the address of the web UI as the team reaches it: links in notification mails point there",
+        validate: validate_web_url,
     },
 ];
 

@@ -36,6 +36,7 @@
 //! | [`outbox`] | replies and notes committed in one transaction with their outbox entry; the sender with retries | speak SMTP or send what is not committed |
 //! | [`smtp`] | the only code that speaks SMTP: one delivery, step by step, failures sorted into temporary and permanent | queue, retry or compose |
 //! | [`net`] | TCP + rustls (ring) connect, STARTTLS upgrade, certificate policy and pinning | speak a mail protocol |
+//! | [`notify`] | who is told what by mail (invitations, reset links, agents' notifications per their settings), as outbox rows in the event's transaction; an agent's answer to a notification (token + their address) becomes a reply | send anything itself or log a token |
 //! | [`mailboxes`] | mailbox settings and system addresses (aliases, validity), address lookup | send mail or delete an address |
 //! | [`accounts`] | validation of mail-account settings, sealing passwords | connect anywhere |
 //! | [`secret`] | `Secret` (prints `***`), the key file, sealed passwords | log or store a key in clear |
@@ -83,6 +84,7 @@ pub mod mailboxes;
 pub mod mdns;
 pub mod model;
 pub mod net;
+pub mod notify;
 pub mod outbox;
 pub mod pipeline;
 pub mod secret;

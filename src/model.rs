@@ -927,6 +927,55 @@ pub struct SessionRecord {
     pub csrf: String,
 }
 
+/// An invitation (or a password reset) link of a user: lets whoever holds the link set
+/// the user's password once before `expires`. Stored under the SHA-256 of the link's
+/// token, never the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InviteRecord {
+    pub user: UserId,
+    /// Unix seconds.
+    pub created: i64,
+    pub expires: i64,
+    /// A password reset (the user existed and had a password) rather than an invitation.
+    pub reset: bool,
+}
+
+/// What a user wants to be told by mail (to `UserRecord::email`). A user without a
+/// stored record has `NotifyPrefs::default()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotifyPrefs {
+    /// A new conversation in a mailbox the user may see.
+    pub new_conversation: bool,
+    /// A customer wrote in a conversation assigned to the user or that they follow.
+    pub customer_reply: bool,
+    /// Someone else assigned a conversation to the user.
+    pub assigned: bool,
+    /// Someone else mentioned the user (`@login`) in a note.
+    pub mentioned: bool,
+}
+
+impl Default for NotifyPrefs {
+    fn default() -> Self {
+        NotifyPrefs {
+            new_conversation: false,
+            customer_reply: true,
+            assigned: true,
+            mentioned: true,
+        }
+    }
+}
+
+/// A notification mail's secret: whoever answers the notification from `user`'s address
+/// with it in In-Reply-To/References answers the customer of `conv`. Stored under the
+/// SHA-256 of the token (the token is in the notification's Message-ID only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifyTokenRecord {
+    pub user: UserId,
+    pub conv: ConvId,
+    /// Unix seconds.
+    pub created: i64,
+}
+
 /// An API token of a user. Stored under the SHA-256 of the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiTokenRecord {

@@ -171,9 +171,57 @@ pub fn reply_subject(subject: &str, conv: ConvId, prefix: &str) -> String {
     s
 }
 
+/// What composing a reply reads: a read snapshot, or the write transaction of commit 2
+/// (an agent's answer to a notification by mail becomes a reply there).
+pub trait ReplySource {
+    fn conversation(&self, id: ConvId) -> Result<Option<ConversationRecord>, StoreError>;
+    fn mailboxes(&self) -> Result<Vec<MailboxRecord>, StoreError>;
+    /// The messages of `conv`, oldest first.
+    fn messages_of(&self, conv: ConvId) -> Result<Vec<MessageRecord>, StoreError>;
+    /// The stored bytes of a raw message (for quoting); `None` when not at hand.
+    fn raw_bytes(&self, raw: crate::model::RawId) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+impl ReplySource for crate::store::Reader {
+    fn conversation(&self, id: ConvId) -> Result<Option<ConversationRecord>, StoreError> {
+        crate::store::Reader::conversation(self, id)
+    }
+    fn mailboxes(&self) -> Result<Vec<MailboxRecord>, StoreError> {
+        crate::store::Reader::mailboxes(self)
+    }
+    fn messages_of(&self, conv: ConvId) -> Result<Vec<MessageRecord>, StoreError> {
+        self.conversation_messages(conv)
+    }
+    fn raw_bytes(&self, raw: crate::model::RawId) -> Result<Option<Vec<u8>>, StoreError> {
+        crate::store::Reader::raw_bytes(self, raw)
+    }
+}
+
+impl ReplySource for crate::store::Tx<'_> {
+    fn conversation(&self, id: ConvId) -> Result<Option<ConversationRecord>, StoreError> {
+        crate::store::Tx::conversation(self, id)
+    }
+    fn mailboxes(&self) -> Result<Vec<MailboxRecord>, StoreError> {
+        crate::store::Tx::mailboxes(self)
+    }
+    fn messages_of(&self, conv: ConvId) -> Result<Vec<MessageRecord>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.conversation_messages(conv)? {
+            if let Some(m) = self.message(id)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+    /// Inside a transaction nothing is quoted (answers by mail carry their own text).
+    fn raw_bytes(&self, _raw: crate::model::RawId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+}
+
 /// The conversation, followed through merges.
 fn live_conversation(
-    r: &crate::store::Reader,
+    r: &impl ReplySource,
     id: ConvId,
 ) -> Result<Option<ConversationRecord>, StoreError> {
     let mut id = id;
@@ -237,7 +285,28 @@ pub fn queue_reply(
     req: &ReplyRequest,
 ) -> Result<Queued, OutboxError> {
     let r = store.read()?;
-    let conv = live_conversation(&r, req.conv)?.ok_or(OutboxError::NoConversation(req.conv.0))?;
+    let (conv, mailbox, smtp, mail) = build_reply(&r, settings, clock, req)?;
+    drop(r);
+    commit_mail(store, settings, clock, &conv, &mailbox, smtp, &mail, false)
+}
+
+/// A composed reply: the conversation, its mailbox, the SMTP server, the mail.
+pub type BuiltReply = (
+    ConversationRecord,
+    MailboxRecord,
+    crate::model::SmtpId,
+    Mail,
+);
+
+/// Composes a reply (From address, recipients, signature, quote, threading headers)
+/// from what `r` holds; commits nothing.
+pub fn build_reply(
+    r: &impl ReplySource,
+    settings: &Settings,
+    clock: &dyn Clock,
+    req: &ReplyRequest,
+) -> Result<BuiltReply, OutboxError> {
+    let conv = live_conversation(r, req.conv)?.ok_or(OutboxError::NoConversation(req.conv.0))?;
     let mailbox = r
         .mailboxes()?
         .into_iter()
@@ -248,7 +317,7 @@ pub fn queue_reply(
         what: "no SMTP server is set; set one with: postroom mailbox edit NAME --smtp SERVER"
             .into(),
     })?;
-    let messages = r.conversation_messages(conv.id)?;
+    let messages = r.messages_of(conv.id)?;
     // The message answered: the newest from the customer, else the newest of all.
     let answered = messages
         .iter()
@@ -368,8 +437,7 @@ pub fn queue_reply(
         automatic: false,
         loop_id: String::new(),
     };
-    drop(r);
-    commit_mail(store, settings, clock, &conv, &mailbox, smtp, &mail, false)
+    Ok((conv, mailbox, smtp, mail))
 }
 
 /// Checks, composes and commits a message to send: the raw bytes, the message on the
@@ -487,6 +555,29 @@ pub fn add_note(
     agent: &str,
     body: &str,
 ) -> Result<MessageRecord, OutboxError> {
+    note(store, clock, conv, agent, None, body)
+}
+
+/// Adds an internal note by the user `author`; the users it mentions (`@login`) are
+/// notified (per their settings) in the same transaction.
+pub fn add_note_as(
+    store: &Store,
+    clock: &dyn Clock,
+    conv: ConvId,
+    author: &crate::model::UserRecord,
+    body: &str,
+) -> Result<MessageRecord, OutboxError> {
+    note(store, clock, conv, &author.name, Some(author), body)
+}
+
+fn note(
+    store: &Store,
+    clock: &dyn Clock,
+    conv: ConvId,
+    agent: &str,
+    by: Option<&crate::model::UserRecord>,
+    body: &str,
+) -> Result<MessageRecord, OutboxError> {
     let r = store.read()?;
     let c = live_conversation(&r, conv)?.ok_or(OutboxError::NoConversation(conv.0))?;
     drop(r);
@@ -527,6 +618,15 @@ pub fn add_note(
             conv: Some(c.id),
             text: format!("note by {author} added to conversation #{}", c.id),
         })?;
+        if let Some(by) = by {
+            let who = crate::notify::mentions(body, &tx.users()?);
+            if !who.is_empty()
+                && let Some(conv) = tx.conversation(m.conv)?
+            {
+                let event = crate::notify::Event::Mentioned { by: by.id, who };
+                crate::notify::notify_in(tx, clock, &event, &conv, body, None, &by.name)?;
+            }
+        }
         Ok::<_, StoreError>(m)
     })?)
 }
@@ -669,7 +769,9 @@ fn send_where(
             tx.log(&log_entry(&o, now, level, text))
         })?;
         crate::failpoint::hit("after-outbox-commit");
-        if outcome.is_ok() {
+        // Postroom's own mail (invitations, notifications: message 0) is not copied to
+        // the mailbox's Sent folder.
+        if outcome.is_ok() && o.msg.0 != 0 {
             sent_copy(ctx, &o);
         }
     }

@@ -10,7 +10,9 @@
 //! a token or a setup code's guess.
 
 use crate::accounts::FieldError;
-use crate::model::{ApiTokenRecord, MailboxId, Role, SessionRecord, UserId, UserRecord};
+use crate::model::{
+    ApiTokenRecord, InviteRecord, MailboxId, Role, SessionRecord, UserId, UserRecord,
+};
 use crate::secret::Secret;
 use crate::store::{StoreError, Tx};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -25,6 +27,8 @@ pub const MIN_PASSWORD: usize = 10;
 pub const MAX_PASSWORD: usize = 1024;
 /// A session not used for this long is gone (seconds).
 pub const SESSION_IDLE_SECS: i64 = 14 * 86_400;
+/// Invitation and password-reset links live this long (seconds): 7 days.
+pub const INVITE_SECS: i64 = 7 * 86_400;
 /// Setup codes live this long (seconds).
 pub const SETUP_CODE_SECS: i64 = 3600;
 
@@ -314,6 +318,153 @@ pub fn edit(
     }
     tx.put_user(&u)?;
     Ok(u)
+}
+
+/// A new single-use link token for `user` (an invitation, or a reset when `reset`);
+/// the user's older links stop working. Returns the token (shown or mailed once; only its
+/// hash is stored).
+fn new_invite(tx: &mut Tx<'_>, user: UserId, reset: bool, now: i64) -> Result<String, StoreError> {
+    tx.remove_invites_of(user)?;
+    let (token, key) = new_token();
+    tx.put_invite(
+        &key,
+        &InviteRecord {
+            user,
+            created: now,
+            expires: now + INVITE_SECS,
+            reset,
+        },
+    )?;
+    Ok(token)
+}
+
+/// Invites a user: creates them without a password (they cannot log in yet) and returns
+/// the user and the link's token. Login and e-mail address are required (the link is
+/// mailed there).
+pub fn invite(
+    tx: &mut Tx<'_>,
+    input: &UserInput,
+    now: i64,
+) -> Result<(UserRecord, String), UserError> {
+    let mut missing = Vec::new();
+    for (field, given) in [
+        ("login", input.login.as_deref()),
+        ("email", input.email.as_deref()),
+    ] {
+        if given.is_none_or(|v| v.trim().is_empty()) {
+            missing.push(FieldError {
+                field,
+                message: "is required".into(),
+            });
+        }
+    }
+    let mut u = UserRecord {
+        id: UserId(0),
+        login: String::new(),
+        name: String::new(),
+        email: String::new(),
+        role: Role::Agent,
+        password_hash: String::new(),
+        mailboxes: Vec::new(),
+        disabled: false,
+        created: now,
+        password_changed: now,
+        language: String::new(),
+        signature: String::new(),
+    };
+    let input = UserInput {
+        password: None,
+        ..input.clone()
+    };
+    match apply(tx, &mut u, &input, now) {
+        Ok(()) if missing.is_empty() => {}
+        Ok(()) => return Err(UserError::Invalid(missing)),
+        Err(UserError::Invalid(mut errs)) => {
+            errs.retain(|e| !missing.iter().any(|m| m.field == e.field));
+            missing.extend(errs);
+            return Err(UserError::Invalid(missing));
+        }
+        Err(e) => return Err(e),
+    }
+    if u.name.is_empty() {
+        u.name = u.login.clone();
+    }
+    u.id = UserId(tx.next_id("user")?);
+    tx.put_user(&u)?;
+    let token = new_invite(tx, u.id, false, now)?;
+    Ok((u, token))
+}
+
+/// Resets `login`'s password: the old one stops working at once, every session ends, and
+/// a new link (returned token) lets the user choose a new one.
+pub fn reset_password(
+    tx: &mut Tx<'_>,
+    login: &str,
+    now: i64,
+) -> Result<(UserRecord, String), UserError> {
+    let mut u = tx
+        .user_by_login(login)?
+        .ok_or_else(|| UserError::NotFound(login.to_owned()))?;
+    u.password_hash.clear();
+    u.password_changed = now;
+    tx.remove_sessions_of(u.id)?;
+    tx.put_user(&u)?;
+    let token = new_invite(tx, u.id, true, now)?;
+    Ok((u, token))
+}
+
+/// The store key of a link token as it appears in a URL (64 hex digits), else None.
+pub fn invite_key(token: &str) -> Option<[u8; 32]> {
+    (token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| token_key(&token.to_ascii_lowercase()))
+}
+
+/// The user an invitation or reset link is for, while it is usable: known, not expired,
+/// and the user not disabled.
+pub fn open_invite(
+    r: &crate::store::Reader,
+    token: &str,
+    now: i64,
+) -> Result<Option<(InviteRecord, UserRecord)>, StoreError> {
+    let Some(key) = invite_key(token) else {
+        return Ok(None);
+    };
+    let Some(i) = r.invite(&key)? else {
+        return Ok(None);
+    };
+    if now >= i.expires {
+        return Ok(None);
+    }
+    Ok(r.user(i.user)?.filter(|u| !u.disabled).map(|u| (i, u)))
+}
+
+/// Uses a link: sets the password (checked like any other) and ends the link. `Ok(None)`:
+/// the link is unknown, used, expired, or its user disabled.
+pub fn accept_invite(
+    tx: &mut Tx<'_>,
+    token: &str,
+    password: &Secret,
+    now: i64,
+) -> Result<Option<UserRecord>, UserError> {
+    let Some(key) = invite_key(token) else {
+        return Ok(None);
+    };
+    let Some(i) = tx.invite(&key)? else {
+        return Ok(None);
+    };
+    if now >= i.expires {
+        return Ok(None);
+    }
+    let Some(u) = tx.user(i.user)?.filter(|u| !u.disabled) else {
+        return Ok(None);
+    };
+    let input = UserInput {
+        password: Some(password.clone()),
+        ..Default::default()
+    };
+    let u = edit(tx, &u.login, &input, now)?;
+    tx.remove_invites_of(u.id)?;
+    Ok(Some(u))
 }
 
 /// Starts a session for `user`: returns the cookie token (stored only as its hash).

@@ -44,6 +44,8 @@ pub struct Summary {
     pub auto_replies: u64,
     /// Messages a filter or a trusted header said to ignore (raw kept, no conversation).
     pub ignored: u64,
+    /// Other mail queued: notifications, agents' answers by mail sent on as replies.
+    pub queued: u64,
 }
 
 impl Summary {
@@ -51,6 +53,7 @@ impl Summary {
         self.processed += o.processed;
         self.new_conversations += o.new_conversations;
         self.auto_replies += o.auto_replies;
+        self.queued += o.queued;
         self.joined += o.joined;
         self.merged_conversations += o.merged_conversations;
         self.duplicates += o.duplicates;
@@ -108,8 +111,8 @@ pub fn process_pending_with(
             .collect();
         let s = store.write(|tx| {
             let mut s = Summary::default();
-            for (((id, rec, _), p), d) in batch.iter().zip(parsed).zip(&decided) {
-                s.add(&process_one(tx, *id, rec, p, d.as_ref(), settings, clock)?);
+            for ((item, p), d) in batch.iter().zip(parsed).zip(&decided) {
+                s.add(&process_one(tx, item, p, d.as_ref(), settings, clock)?);
             }
             Ok::<_, StoreError>(s)
         })?;
@@ -207,13 +210,13 @@ fn same_mail(a: &MessageRecord, p: &Parsed, date: i64) -> bool {
 
 fn process_one(
     tx: &mut Tx<'_>,
-    raw: RawId,
-    rec: &RawRecord,
+    item: &(RawId, RawRecord, std::borrow::Cow<'_, [u8]>),
     mut p: Parsed,
     decided: Option<&filter::Decision>,
     settings: &Settings,
     clock: &dyn Clock,
 ) -> Result<Summary, StoreError> {
+    let (raw, rec, bytes) = (item.0, &item.1, item.2.as_ref());
     let mut s = Summary::default();
     if !tx.is_pending(raw)? {
         return Ok(s); // already processed: idempotent
@@ -252,6 +255,14 @@ fn process_one(
                     m.id
                 ));
         index_own_id = false;
+    }
+    // An agent's answer to a notification (their address and the notification's token):
+    // a reply to the customer, never customer mail.
+    if let Some((agent, conv)) = crate::notify::agent_answer(tx, &p)? {
+        if crate::notify::answer_by_mail(tx, clock, settings, raw, &p, bytes, &agent, conv)? {
+            s.queued = 1;
+        }
+        return Ok(s);
     }
     let filtered = decided.and_then(filter::describe);
     if let Some(d) = decided
@@ -387,6 +398,24 @@ fn process_one(
         && crate::autoreply::on_new_conversation(tx, conv_id, &record, &p, settings, clock)?
     {
         s.auto_replies = 1;
+    }
+    // Notifications, for mail that just arrived (like auto-replies): a new conversation,
+    // or a person's mail joining one.
+    let from_us = match p.from.as_ref() {
+        Some(a) => crate::mailboxes::is_ours(&tx.mailboxes()?, &a.email),
+        None => false,
+    };
+    if live && !from_us && (created || !p.flags.is_automatic()) {
+        let event = if created {
+            crate::notify::Event::NewConversation
+        } else {
+            crate::notify::Event::CustomerReply
+        };
+        if let Some(c) = tx.conversation(conv_id)? {
+            let text = parse::body_text(bytes).unwrap_or_else(|| p.preview.clone());
+            let sender = p.from.as_ref().map(|a| a.email.as_str());
+            s.queued += crate::notify::notify_in(tx, clock, &event, &c, &text, sender, "")?;
+        }
     }
     let who = p
         .from
@@ -753,7 +782,7 @@ pub fn spawn_worker_with(
                 match result {
                     Ok(s) if s.processed > 0 => {
                         total.add(&s);
-                        if s.auto_replies > 0
+                        if (s.auto_replies > 0 || s.queued > 0)
                             && let Some(o) = &outbox
                         {
                             let _ = o.try_send(());

@@ -13,7 +13,10 @@ use crate::model::{
     Protocol, RawId, RawRecord, Security, SmtpAuth, SmtpId, SmtpRecord, Status, TakenRecord,
     Validity,
 };
-use crate::model::{ApiTokenRecord, DraftRecord, Role, SessionRecord, UserId, UserRecord};
+use crate::model::{
+    ApiTokenRecord, DraftRecord, InviteRecord, NotifyPrefs, NotifyTokenRecord, Role, SessionRecord,
+    UserId, UserRecord,
+};
 use std::fmt;
 
 /// A stored value could not be decoded.
@@ -956,6 +959,71 @@ pub fn decode_session(v: &[u8]) -> Result<SessionRecord, DecodeError> {
     Ok(s)
 }
 
+const INVITE_V1: u8 = 1;
+
+pub fn encode_invite(i: &InviteRecord) -> Vec<u8> {
+    let mut e = Enc::new(INVITE_V1);
+    e.u64(i.user.0)
+        .i64(i.created)
+        .i64(i.expires)
+        .u8(u8::from(i.reset));
+    e.finish()
+}
+
+pub fn decode_invite(v: &[u8]) -> Result<InviteRecord, DecodeError> {
+    let mut d = Dec::new(v, "invite", INVITE_V1)?;
+    let i = InviteRecord {
+        user: UserId(d.u64()?),
+        created: d.i64()?,
+        expires: d.i64()?,
+        reset: d.flag()?,
+    };
+    d.end()?;
+    Ok(i)
+}
+
+const NOTIFY_PREFS_V1: u8 = 1;
+
+pub fn encode_notify_prefs(p: &NotifyPrefs) -> Vec<u8> {
+    let mut e = Enc::new(NOTIFY_PREFS_V1);
+    e.u8(u8::from(p.new_conversation))
+        .u8(u8::from(p.customer_reply))
+        .u8(u8::from(p.assigned))
+        .u8(u8::from(p.mentioned));
+    e.finish()
+}
+
+pub fn decode_notify_prefs(v: &[u8]) -> Result<NotifyPrefs, DecodeError> {
+    let mut d = Dec::new(v, "notify prefs", NOTIFY_PREFS_V1)?;
+    let p = NotifyPrefs {
+        new_conversation: d.flag()?,
+        customer_reply: d.flag()?,
+        assigned: d.flag()?,
+        mentioned: d.flag()?,
+    };
+    d.end()?;
+    Ok(p)
+}
+
+const NOTIFY_TOKEN_V1: u8 = 1;
+
+pub fn encode_notify_token(t: &NotifyTokenRecord) -> Vec<u8> {
+    let mut e = Enc::new(NOTIFY_TOKEN_V1);
+    e.u64(t.user.0).u64(t.conv.0).i64(t.created);
+    e.finish()
+}
+
+pub fn decode_notify_token(v: &[u8]) -> Result<NotifyTokenRecord, DecodeError> {
+    let mut d = Dec::new(v, "notify token", NOTIFY_TOKEN_V1)?;
+    let t = NotifyTokenRecord {
+        user: UserId(d.u64()?),
+        conv: ConvId(d.u64()?),
+        created: d.i64()?,
+    };
+    d.end()?;
+    Ok(t)
+}
+
 const TOKEN_V1: u8 = 1;
 
 pub fn encode_api_token(t: &ApiTokenRecord) -> Vec<u8> {
@@ -1225,5 +1293,30 @@ mod tests {
         let bytes = e.finish();
         let mut d = Dec::new(&bytes, "test", 1).unwrap();
         assert!(d.strs().is_err());
+    }
+
+    #[test]
+    fn invitation_and_notification_records_round_trip() {
+        let i = InviteRecord {
+            user: UserId(4),
+            created: 1_800_000_000,
+            expires: 1_800_604_800,
+            reset: true,
+        };
+        assert_eq!(decode_invite(&encode_invite(&i)).unwrap(), i);
+        let p = NotifyPrefs {
+            new_conversation: true,
+            customer_reply: false,
+            assigned: true,
+            mentioned: false,
+        };
+        assert_eq!(decode_notify_prefs(&encode_notify_prefs(&p)).unwrap(), p);
+        let t = NotifyTokenRecord {
+            user: UserId(2),
+            conv: ConvId(77),
+            created: 1_800_000_000,
+        };
+        assert_eq!(decode_notify_token(&encode_notify_token(&t)).unwrap(), t);
+        assert!(decode_invite(&encode_notify_token(&t)[..5]).is_err());
     }
 }

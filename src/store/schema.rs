@@ -123,6 +123,17 @@ pub const SESSIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("ses
 /// `SHA-256 of an API token -> ApiTokenRecord` (codec `api token`). Since version 4.
 pub const API_TOKENS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("api_tokens");
 
+/// `SHA-256 of an invitation link's token -> InviteRecord` (codec `invite`): single use,
+/// removed when used or replaced. Since version 5 (created on open).
+pub const INVITES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("invites");
+
+/// `UserId -> NotifyPrefs` (codec `notify prefs`); absent: the defaults. Since version 5.
+pub const NOTIFY_PREFS: TableDefinition<u64, &[u8]> = TableDefinition::new("notify_prefs");
+
+/// `SHA-256 of a notification's token -> NotifyTokenRecord` (codec `notify token`): lets
+/// an agent answer a notification by mail. Since version 5.
+pub const NOTIFY_TOKENS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("notify_tokens");
+
 /// `(UserId, ConvId) -> last_activity the user has seen`: a conversation is unread for a
 /// user while its `last_activity` is newer. Since version 4.
 pub const READ_MARKS: TableDefinition<(u64, u64), i64> = TableDefinition::new("read_marks");

@@ -8,8 +8,8 @@ use super::codec;
 use super::schema::*;
 use super::{Ctx, Reader, StoreError, Tx, all_decoded, get_decoded};
 use crate::model::{
-    ApiTokenRecord, ConvId, ConversationRecord, DraftRecord, MailboxId, SessionRecord, UserId,
-    UserRecord,
+    ApiTokenRecord, ConvId, ConversationRecord, DraftRecord, InviteRecord, MailboxId, NotifyPrefs,
+    NotifyTokenRecord, SessionRecord, UserId, UserRecord,
 };
 use redb::ReadableTable;
 
@@ -176,6 +176,76 @@ impl Tx<'_> {
         tokens_of(&self.api_tokens, user)
     }
 
+    pub fn invite(&self, key: &[u8; 32]) -> Result<Option<InviteRecord>, StoreError> {
+        get_hashed(
+            &self.invites,
+            key,
+            "reading an invitation",
+            codec::decode_invite,
+        )
+    }
+
+    pub fn put_invite(&mut self, key: &[u8; 32], i: &InviteRecord) -> Result<(), StoreError> {
+        self.invites
+            .insert(key, codec::encode_invite(i).as_slice())
+            .ctx("writing an invitation")?;
+        Ok(())
+    }
+
+    /// What `user` wants to be told (the defaults when nothing is stored).
+    pub fn notify_prefs(&self, user: UserId) -> Result<NotifyPrefs, StoreError> {
+        Ok(get_decoded(
+            &self.notify_prefs,
+            user.0,
+            "reading notification settings",
+            codec::decode_notify_prefs,
+        )?
+        .unwrap_or_default())
+    }
+
+    pub fn put_notify_prefs(&mut self, user: UserId, p: &NotifyPrefs) -> Result<(), StoreError> {
+        self.notify_prefs
+            .insert(user.0, codec::encode_notify_prefs(p).as_slice())
+            .ctx("writing notification settings")?;
+        Ok(())
+    }
+
+    pub fn notify_token(&self, key: &[u8; 32]) -> Result<Option<NotifyTokenRecord>, StoreError> {
+        get_hashed(
+            &self.notify_tokens,
+            key,
+            "reading a notification token",
+            codec::decode_notify_token,
+        )
+    }
+
+    pub fn put_notify_token(
+        &mut self,
+        key: &[u8; 32],
+        t: &NotifyTokenRecord,
+    ) -> Result<(), StoreError> {
+        self.notify_tokens
+            .insert(key, codec::encode_notify_token(t).as_slice())
+            .ctx("writing a notification token")?;
+        Ok(())
+    }
+
+    /// Removes every invitation link of `user` (used, replaced, or the user disabled).
+    pub fn remove_invites_of(&mut self, user: UserId) -> Result<u64, StoreError> {
+        const OP: &str = "removing invitations";
+        let mut keys = Vec::new();
+        for item in self.invites.iter().ctx(OP)? {
+            let (k, v) = item.ctx(OP)?;
+            if codec::decode_invite(v.value())?.user == user {
+                keys.push(k.value());
+            }
+        }
+        for k in &keys {
+            self.invites.remove(k).ctx(OP)?;
+        }
+        Ok(keys.len() as u64)
+    }
+
     /// Records that `user` has seen `conv` as of `last_activity`.
     pub fn set_read(
         &mut self,
@@ -284,6 +354,57 @@ impl Reader {
             Some(t) => tokens_of(&t, user),
             None => Ok(Vec::new()),
         }
+    }
+
+    pub fn invite(&self, key: &[u8; 32]) -> Result<Option<InviteRecord>, StoreError> {
+        match read_table!(self, INVITES) {
+            Some(t) => get_hashed(&t, key, "reading an invitation", codec::decode_invite),
+            None => Ok(None),
+        }
+    }
+
+    /// What `user` wants to be told (the defaults when nothing is stored).
+    pub fn notify_prefs(&self, user: UserId) -> Result<NotifyPrefs, StoreError> {
+        match self.table_u64(NOTIFY_PREFS)? {
+            Some(t) => Ok(get_decoded(
+                &t,
+                user.0,
+                "reading notification settings",
+                codec::decode_notify_prefs,
+            )?
+            .unwrap_or_default()),
+            None => Ok(NotifyPrefs::default()),
+        }
+    }
+
+    /// Every open invitation link: (user, record), for the users page.
+    pub fn invites(&self) -> Result<Vec<InviteRecord>, StoreError> {
+        const OP: &str = "listing invitations";
+        let Some(t) = read_table!(self, INVITES) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in t.iter().ctx(OP)? {
+            let (_, v) = item.ctx(OP)?;
+            out.push(codec::decode_invite(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The newest `last_seen` of each user's live sessions (the users page's "last seen").
+    pub fn last_seen_by_user(&self) -> Result<std::collections::HashMap<UserId, i64>, StoreError> {
+        const OP: &str = "listing sessions";
+        let mut out = std::collections::HashMap::new();
+        let Some(t) = read_table!(self, SESSIONS) else {
+            return Ok(out);
+        };
+        for item in t.iter().ctx(OP)? {
+            let (_, v) = item.ctx(OP)?;
+            let s = codec::decode_session(v.value())?;
+            let e = out.entry(s.user).or_insert(s.last_seen);
+            *e = (*e).max(s.last_seen);
+        }
+        Ok(out)
     }
 
     /// The `last_activity` `user` has seen of `conv` (None: never opened).

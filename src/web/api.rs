@@ -318,9 +318,10 @@ fn act(ctx: &WebCtx, user: &UserRecord, id: ConvId, action: &str, body: &Value) 
             if b.trim().is_empty() {
                 return error(400, "\"body\" is required: the text of the note");
             }
-            match crate::outbox::add_note(&ctx.store, ctx.clock.as_ref(), c.id, &user.name, &b) {
+            match crate::outbox::add_note_as(&ctx.store, ctx.clock.as_ref(), c.id, user, &b) {
                 Ok(m) => {
                     ctx.changed();
+                    ctx.wake_outbox();
                     Reply::json(201, &json!({"message": m.id.0}))
                 }
                 Err(e) => error(422, &e.to_string()),
@@ -345,13 +346,22 @@ fn act(ctx: &WebCtx, user: &UserRecord, id: ConvId, action: &str, body: &Value) 
                     }
                 }
                 if let Some(mut cur) = tx.conversation(c.id)? {
+                    let before = cur.assignee;
                     cur.assignee = target;
                     tx.put_conversation(&cur)?;
+                    if before != target
+                        && let Some(to) = target
+                    {
+                        crate::notify::notify_assigned(tx, ctx.clock.as_ref(), &cur, user, to)?;
+                    }
                 }
                 Ok(true)
             });
             match r {
-                Ok(true) => ok(ctx),
+                Ok(true) => {
+                    ctx.wake_outbox();
+                    ok(ctx)
+                }
                 Ok(false) => error(
                     422,
                     "that user does not exist, is disabled, or may not see this mailbox",

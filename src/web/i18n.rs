@@ -21,6 +21,7 @@ pub const FR: &[&str] = &[
     include_str!("../../assets/i18n/fr-accounts.json"),
     include_str!("../../assets/i18n/fr-mailboxes.json"),
     include_str!("../../assets/i18n/fr-filters.json"),
+    include_str!("../../assets/i18n/fr-people.json"),
 ];
 
 fn catalog(lang: &str) -> Option<&'static HashMap<String, String>> {

@@ -183,6 +183,7 @@ pub fn route(ctx: &WebCtx, req: &Req) -> Reply {
         }
         ["setup"] => return setup(ctx, req),
         ["login"] => return login(ctx, req),
+        ["invite", token] => return super::admin::users::invite_page(ctx, req, token),
         _ => {}
     }
     if !auth::has_users(ctx) {
@@ -240,7 +241,7 @@ pub fn route(ctx: &WebCtx, req: &Req) -> Reply {
 
 /// The login and setup forms carry a token from a cookie of their own (there is no
 /// session yet); returns (cookie header or None when it is already set, token).
-fn pre_token(req: &Req) -> (Option<String>, String) {
+pub(super) fn pre_token(req: &Req) -> (Option<String>, String) {
     match auth::cookie(req, auth::PRE_COOKIE) {
         Some(t) if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) => {
             (None, t.to_owned())
@@ -255,7 +256,7 @@ fn pre_token(req: &Req) -> (Option<String>, String) {
     }
 }
 
-fn with_pre(reply: Reply, cookie: Option<String>) -> Reply {
+pub(super) fn with_pre(reply: Reply, cookie: Option<String>) -> Reply {
     match cookie {
         Some(c) => reply.with("Set-Cookie", &c),
         None => reply,
@@ -810,7 +811,15 @@ fn bulk(ctx: &WebCtx, s: &Session, form: &Form) -> Reply {
                 continue;
             }
             match action.as_str() {
-                "assign" => c.assignee = parse_assignee(tx, &form.text("assignee"), s, &c)?,
+                "assign" => {
+                    let before = c.assignee;
+                    c.assignee = parse_assignee(tx, &form.text("assignee"), s, &c)?;
+                    if c.assignee != before
+                        && let Some(to) = c.assignee
+                    {
+                        crate::notify::notify_assigned(tx, ctx.clock.as_ref(), &c, &s.user, to)?;
+                    }
+                }
                 "spam" => c.status = Status::Spam,
                 a => match a.strip_prefix("status:").and_then(Status::parse) {
                     Some(st) if st != Status::Merged => c.status = st,
@@ -824,6 +833,7 @@ fn bulk(ctx: &WebCtx, s: &Session, form: &Form) -> Reply {
     match result {
         Ok(()) => {
             ctx.changed();
+            ctx.wake_outbox();
             Reply::redirect(&back)
         }
         Err(e) => store_error(e),
@@ -1240,6 +1250,8 @@ fn conversation_action(
     let done = |r: Result<(), StoreError>| match r {
         Ok(()) => {
             ctx.changed();
+            // An assignment may have queued a notification.
+            ctx.wake_outbox();
             Reply::redirect(&format!("/c/{}", c.id))
         }
         Err(e) => store_error(e),
@@ -1298,11 +1310,11 @@ fn conversation_action(
                 );
             }
             let sent = if action == "note" {
-                crate::outbox::add_note(
+                crate::outbox::add_note_as(
                     &ctx.store,
                     ctx.clock.as_ref(),
                     c.id,
-                    &s.user.name,
+                    &s.user,
                     &draft.body,
                 )
                 .map(drop)
@@ -1392,7 +1404,21 @@ fn conversation_action(
                     return Ok(());
                 };
                 match action {
-                    "assign" => cur.assignee = parse_assignee(tx, &value, s, &cur)?,
+                    "assign" => {
+                        let before = cur.assignee;
+                        cur.assignee = parse_assignee(tx, &value, s, &cur)?;
+                        if cur.assignee != before
+                            && let Some(to) = cur.assignee
+                        {
+                            crate::notify::notify_assigned(
+                                tx,
+                                ctx.clock.as_ref(),
+                                &cur,
+                                &s.user,
+                                to,
+                            )?;
+                        }
+                    }
                     "status" => match Status::parse(&value) {
                         Some(st) if st != Status::Merged => cur.status = st,
                         _ => return Ok(()),
@@ -1543,6 +1569,7 @@ fn profile(
             .map(|(c, n)| json!({"code": c, "name": n}))
             .collect();
         let base = base_ctx(&r, req, s)?;
+        let np = r.notify_prefs(s.user.id)?;
         Ok(page(
             "profile.html",
             merge_ctx(
@@ -1551,6 +1578,8 @@ fn profile(
                     "user": {"name": s.user.name, "email": s.user.email, "language": s.user.language,
                              "signature": s.user.signature, "role": s.user.role.as_str()},
                     "tokens": tokens, "languages": langs, "notice": notice, "new_token": new_token,
+                    "notify": {"new_conversation": np.new_conversation, "customer_reply": np.customer_reply,
+                               "assigned": np.assigned, "mentioned": np.mentioned},
                 }),
             ),
         ))
@@ -1563,6 +1592,18 @@ fn profile_action(ctx: &WebCtx, req: &Req, s: &Session, what: &str, form: &Form)
     let now = ctx.now();
     let login = s.user.login.clone();
     match what {
+        "notify" => {
+            let p = crate::model::NotifyPrefs {
+                new_conversation: form.get("new_conversation").is_some(),
+                customer_reply: form.get("customer_reply").is_some(),
+                assigned: form.get("assigned").is_some(),
+                mentioned: form.get("mentioned").is_some(),
+            };
+            match ctx.store.write(|tx| tx.put_notify_prefs(s.user.id, &p)) {
+                Ok(()) => Reply::redirect("/profile"),
+                Err(e) => store_error(e),
+            }
+        }
         "save" => {
             let input = UserInput {
                 name: Some(form.text("name")),

@@ -105,6 +105,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "admin_filter_test.html",
         include_str!("../../assets/templates/admin_filter_test.html"),
     ),
+    (
+        "admin_users.html",
+        include_str!("../../assets/templates/admin_users.html"),
+    ),
+    (
+        "admin_user.html",
+        include_str!("../../assets/templates/admin_user.html"),
+    ),
+    (
+        "invite.html",
+        include_str!("../../assets/templates/invite.html"),
+    ),
 ];
 
 /// `(name, content type, contents)` of the static files under `/assets/`.

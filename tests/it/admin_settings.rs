@@ -172,6 +172,7 @@ fn settings_are_checked_saved_and_the_certificate_is_replaced() {
             ("max_message_mb", "40"),
             ("max_recipients", "10"),
             ("time_zone", tz),
+            ("web_url", "https://helpdesk.example.org:8443"),
         ])
     };
     let (status, _, page) = post(

@@ -22,6 +22,7 @@ mod admin_accounts;
 mod admin_filters;
 mod admin_log;
 mod admin_mailboxes;
+mod admin_people;
 mod admin_settings;
 mod architecture;
 mod browser_selftest;

@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod filters;
 pub mod log;
 pub mod settings;
+pub mod users;
 
 use super::auth::Session;
 use super::pages::{Form, base_ctx, lang_of, merge_ctx, not_found, page, store_error};
@@ -28,6 +29,7 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ("mailboxes", "Mailboxes and addresses"),
     ("smtp", "SMTP servers"),
     ("filters", "Filters"),
+    ("users", "Users"),
     ("log", "Communication log"),
     ("settings", "Settings"),
 ];
@@ -55,6 +57,7 @@ pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -
         (_, ["accounts", more @ ..]) => accounts::route(ctx, req, s, form, more),
         (_, ["smtp", more @ ..]) => smtp::route(ctx, req, s, form, more),
         (_, ["filters", rest @ ..]) => filters::route(ctx, req, s, form, rest),
+        (_, ["users", rest @ ..]) => users::route(ctx, req, s, form, rest),
         _ => not_found(),
     }
 }

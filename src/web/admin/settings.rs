@@ -1,6 +1,6 @@
 //! The settings page (`/admin/settings`): the site name, the conversation tag prefix,
 //! the communication log's retention, the size limit new accounts start with, the
-//! recipient limit, the time zone, and the HTTPS certificate (its fingerprint and validity; upload a
+//! recipient limit, the web UI's address for links in mail, the time zone, and the HTTPS certificate (its fingerprint and validity; upload a
 //! certificate with its key, or make a new self-signed one).
 //!
 //! Owns: the form and its messages. The rules of each setting are `config::SETTINGS`
@@ -44,6 +44,11 @@ pub const FIELDS: &[(&str, &str, &str)] = &[
         "To, Cc and BCC together: a guard against bulk sending.",
     ),
     (
+        "web_url",
+        "Address of this web UI",
+        "Links in notification and invitation mails point here, e.g. https://postroom.local or https://helpdesk.example.org:8443.",
+    ),
+    (
         "time_zone",
         "Time zone",
         "Times on the pages are shown in it: UTC, an offset like +01:00, or a name like Europe/Paris.",
@@ -61,6 +66,8 @@ pub const REASONS: &[&str] = &[
     "is not a time zone: use UTC, an offset like +01:00, or a name like Europe/Paris",
     "is not a time zone this system knows (no zone file for it)",
     "has a damaged zone file",
+    "must start with https:// or http://",
+    "must be https://HOST or https://HOST:PORT, nothing after the host",
 ];
 
 fn current(ctx: &WebCtx) -> Result<Vec<(String, String)>, crate::store::StoreError> {
