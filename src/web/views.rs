@@ -69,6 +69,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "admin_filter_test.html",
         include_str!("../../assets/templates/admin_filter_test.html"),
     ),
+    (
+        "admin_filter_report.html",
+        include_str!("../../assets/templates/admin_filter_report.html"),
+    ),
 ];
 
 /// `(name, content type, contents)` of the static files under `/assets/`.

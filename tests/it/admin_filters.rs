@@ -453,6 +453,42 @@ fn the_filters_page_saves_refuses_bad_regexes_next_to_their_field_and_tests() {
     let (_, _, page) = post(&more);
     assert!(page.contains("name=\"cond-3-pattern\""), "{page}");
     assert!(page.contains("value=\"X-Mailer\""), "{page}");
+    // "Test filter" on the form runs the filter as typed, before it is saved.
+    let mut test = with("desks");
+    test.retain(|(k, _)| *k != "op");
+    test.push(("op", "test".into()));
+    test.push((
+        "mail",
+        "Subject: Six desks\r\nX-Mailer: bulkmail\r\n\r\nHi\r\n".into(),
+    ));
+    let (_, _, page) = post(&test);
+    assert!(page.contains("id=\"test-report\""), "{page}");
+    assert!(
+        page.contains("✔ Subject matches &#x2f;desks&#x2f;"),
+        "{page}"
+    );
+    assert!(
+        page.contains("✘ X-Mailer does not match &#x2f;^bulk&#x2f;"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Nothing: the mail is handled as usual."),
+        "{page}"
+    );
+    assert!(
+        page.contains("value=\"desks\""),
+        "the form keeps what was typed: {page}"
+    );
+    // A refused regex is shown instead of a test run.
+    let mut bad = test.clone();
+    bad.retain(|(k, _)| *k != "cond-0-pattern");
+    bad.push(("cond-0-pattern", "(desks".into()));
+    let (_, _, page) = post(&bad);
+    assert!(
+        field_error(&page, "cond-0-pattern").contains("does not compile"),
+        "{page}"
+    );
+    assert!(!page.contains("id=\"test-report\""), "{page}");
     // Saved.
     let (status, _, page) = post(&with("quote"));
     assert_eq!(status, 200);
