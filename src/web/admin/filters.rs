@@ -14,7 +14,7 @@ use crate::filters::{self, Action, COMMON_HEADERS, Condition, Field, Filter};
 use crate::model::{MailboxId, Priority, RawId, Status, UserId};
 use crate::pipeline::filter::Stage;
 use crate::web::auth::Session;
-use crate::web::pages::{Form, lang_of, not_found, store_error};
+use crate::web::pages::{Form, lang_of, merge_ctx, not_found, store_error};
 use crate::web::{Reply, Req, WebCtx, i18n};
 use serde_json::{Value, json};
 
@@ -627,20 +627,19 @@ fn render_form(
         s,
         "admin_filter.html",
         "filters",
-        json!({
-            "flt": fields,
-            "errors": errors.to_json(),
-            "conds": conds.iter().map(|c| json!({"field": if c.field.is_empty() { "Subject" } else { c.field.as_str() }, "header": c.header, "negate": c.negate, "case": c.case, "pattern": c.pattern})).collect::<Vec<_>>(),
-            "acts": acts.iter().map(|a| json!({"kind": a.kind, "choice": a.choice, "arg": a.arg})).collect::<Vec<_>>(),
-            "field_options": field_opts,
-            "match_options": [["matches", i18n::tr(lang, "matches", &[])], ["not", i18n::tr(lang, "does not match", &[])]],
-            "kinds": kinds,
-            "choices": names.choices(lang),
-            "mail": test["mail"],
-            "message": test["message"],
-            "trusted": test["trusted"],
-            "report": test["report"],
-        }),
+        merge_ctx(
+            json!({
+                "flt": fields,
+                "errors": errors.to_json(),
+                "conds": conds.iter().map(|c| json!({"field": if c.field.is_empty() { "Subject" } else { c.field.as_str() }, "header": c.header, "negate": c.negate, "case": c.case, "pattern": c.pattern})).collect::<Vec<_>>(),
+                "acts": acts.iter().map(|a| json!({"kind": a.kind, "choice": a.choice, "arg": a.arg})).collect::<Vec<_>>(),
+                "field_options": field_opts,
+                "match_options": [["matches", i18n::tr(lang, "matches", &[])], ["not", i18n::tr(lang, "does not match", &[])]],
+                "kinds": kinds,
+                "choices": names.choices(lang),
+            }),
+            test,
+        ),
     )
 }
 
