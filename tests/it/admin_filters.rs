@@ -576,8 +576,33 @@ fn the_filters_page_saves_refuses_bad_regexes_next_to_their_field_and_tests() {
         page.contains("deleted.") && page.contains("id=\"no-filters\""),
         "{page}"
     );
+    // In French: the page and the refusal.
+    let (st, _, _) = boss.post("/profile/save", &[("name", "Boss"), ("language", "fr")]);
+    assert_eq!(st, 303);
+    let (_, _, page) = post(&with("(quote"));
+    let why = field_error(&page, "cond-0-pattern");
+    assert!(why.contains("ne compile pas"), "{page}");
+    assert!(page.contains("Nouveau filtre"), "{page}");
     // Not for agents.
     let sam = login(o.port, "sam", PW);
     assert_eq!(sam.get("/admin/filters").0, 404);
     assert_eq!(sam.post("/admin/filters/test", &[("mail", pasted)]).0, 404);
+}
+
+/// What filters see of a mail: decoded, unfolded headers in order, the text body, the
+/// attachments' names; a message too odd to take apart still shows its headers.
+#[test]
+fn filters_see_decoded_headers_the_body_and_attachment_names() {
+    let raw = b"From: =?utf-8?q?Zo=C3=AB?= <zoe@example.com>\r\nSubject: =?iso-8859-1?q?R=E9sum=E9?=\r\n and more\r\nX-Tag: a\r\nX-Tag: b\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease pay\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"facture 7.pdf\"\r\n\r\n%PDF\r\n--b--\r\n";
+    let m = postroom::pipeline::parse::filter_mail(raw);
+    assert_eq!(m.header("from"), Some("Zoë <zoe@example.com>"));
+    assert_eq!(m.header("Subject"), Some("Résumé and more"));
+    assert_eq!(m.values(&Field::Header("x-tag".into())), vec!["a", "b"]);
+    assert!(m.body.contains("Please pay"), "{m:?}");
+    assert_eq!(m.attachments, vec!["facture 7.pdf"]);
+    // Not a MIME message at all: no panic, whatever headers there are.
+    let odd = postroom::pipeline::parse::filter_mail(b"Subject: only\r\n");
+    assert_eq!(odd.header("subject"), Some("only"));
+    let nothing = postroom::pipeline::parse::filter_mail(b"\x00\xff");
+    assert!(nothing.attachments.is_empty());
 }
