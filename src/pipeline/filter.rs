@@ -20,7 +20,7 @@
 //! orchestrator's transaction.
 
 use super::parse;
-use crate::filters::{Directory, Engine, Mail, Outcome, Trace, evaluate};
+use crate::filters::{Directory, Engine, Filter, Mail, Outcome, Trace, evaluate};
 use crate::model::{ConversationRecord, RawRecord, Status};
 use crate::store::{Reader, StoreError, Tx};
 use std::collections::BTreeSet;
@@ -67,6 +67,21 @@ impl Stage {
                 .filter(|a| a.trusted)
                 .map(|a| a.name)
                 .collect(),
+        })
+    }
+
+    /// The same stage with `f` in place of the stored filter of the same id (added when
+    /// new): the admin page tests a filter before it is saved.
+    pub fn with_filter(self, r: &Reader, f: Filter) -> Result<Stage, StoreError> {
+        let mut all: Vec<Filter> = r
+            .filters()?
+            .into_iter()
+            .filter(|x| x.id != f.id || f.id == 0)
+            .collect();
+        all.push(f);
+        Ok(Stage {
+            engine: Engine::new(all),
+            ..self
         })
     }
 

@@ -117,6 +117,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "invite.html",
         include_str!("../../assets/templates/invite.html"),
     ),
+    (
+        "admin_filter_report.html",
+        include_str!("../../assets/templates/admin_filter_report.html"),
+    ),
 ];
 
 /// `(name, content type, contents)` of the static files under `/assets/`.

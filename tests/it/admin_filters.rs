@@ -457,6 +457,42 @@ fn the_filters_page_saves_refuses_bad_regexes_next_to_their_field_and_tests() {
     let (_, _, page) = post(&more);
     assert!(page.contains("name=\"cond-3-pattern\""), "{page}");
     assert!(page.contains("value=\"X-Mailer\""), "{page}");
+    // "Test filter" on the form runs the filter as typed, before it is saved.
+    let mut test = with("desks");
+    test.retain(|(k, _)| *k != "op");
+    test.push(("op", "test".into()));
+    test.push((
+        "mail",
+        "Subject: Six desks\r\nX-Mailer: bulkmail\r\n\r\nHi\r\n".into(),
+    ));
+    let (_, _, page) = post(&test);
+    assert!(page.contains("id=\"test-report\""), "{page}");
+    assert!(
+        page.contains("✔ Subject matches &#x2f;desks&#x2f;"),
+        "{page}"
+    );
+    assert!(
+        page.contains("✘ X-Mailer does not match &#x2f;^bulk&#x2f;"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Nothing: the mail is handled as usual."),
+        "{page}"
+    );
+    assert!(
+        page.contains("value=\"desks\""),
+        "the form keeps what was typed: {page}"
+    );
+    // A refused regex is shown instead of a test run.
+    let mut bad = test.clone();
+    bad.retain(|(k, _)| *k != "cond-0-pattern");
+    bad.push(("cond-0-pattern", "(desks".into()));
+    let (_, _, page) = post(&bad);
+    assert!(
+        field_error(&page, "cond-0-pattern").contains("does not compile"),
+        "{page}"
+    );
+    assert!(!page.contains("id=\"test-report\""), "{page}");
     // Saved.
     let (status, _, page) = post(&with("quote"));
     assert_eq!(status, 200);
@@ -544,8 +580,33 @@ fn the_filters_page_saves_refuses_bad_regexes_next_to_their_field_and_tests() {
         page.contains("deleted.") && page.contains("id=\"no-filters\""),
         "{page}"
     );
+    // In French: the page and the refusal.
+    let (st, _, _) = boss.post("/profile/save", &[("name", "Boss"), ("language", "fr")]);
+    assert_eq!(st, 303);
+    let (_, _, page) = post(&with("(quote"));
+    let why = field_error(&page, "cond-0-pattern");
+    assert!(why.contains("ne compile pas"), "{page}");
+    assert!(page.contains("Nouveau filtre"), "{page}");
     // Not for agents.
     let sam = login(o.port, "sam", PW);
     assert_eq!(sam.get("/admin/filters").0, 404);
     assert_eq!(sam.post("/admin/filters/test", &[("mail", pasted)]).0, 404);
+}
+
+/// What filters see of a mail: decoded, unfolded headers in order, the text body, the
+/// attachments' names; a message too odd to take apart still shows its headers.
+#[test]
+fn filters_see_decoded_headers_the_body_and_attachment_names() {
+    let raw = b"From: =?utf-8?q?Zo=C3=AB?= <zoe@example.com>\r\nSubject: =?iso-8859-1?q?R=E9sum=E9?=\r\n and more\r\nX-Tag: a\r\nX-Tag: b\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease pay\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"facture 7.pdf\"\r\n\r\n%PDF\r\n--b--\r\n";
+    let m = postroom::pipeline::parse::filter_mail(raw);
+    assert_eq!(m.header("from"), Some("Zoë <zoe@example.com>"));
+    assert_eq!(m.header("Subject"), Some("Résumé and more"));
+    assert_eq!(m.values(&Field::Header("x-tag".into())), vec!["a", "b"]);
+    assert!(m.body.contains("Please pay"), "{m:?}");
+    assert_eq!(m.attachments, vec!["facture 7.pdf"]);
+    // Not a MIME message at all: no panic, whatever headers there are.
+    let odd = postroom::pipeline::parse::filter_mail(b"Subject: only\r\n");
+    assert_eq!(odd.header("subject"), Some("only"));
+    let nothing = postroom::pipeline::parse::filter_mail(b"\x00\xff");
+    assert!(nothing.attachments.is_empty());
 }

@@ -14,7 +14,7 @@ use crate::filters::{self, Action, COMMON_HEADERS, Condition, Field, Filter};
 use crate::model::{MailboxId, Priority, RawId, Status, UserId};
 use crate::pipeline::filter::Stage;
 use crate::web::auth::Session;
-use crate::web::pages::{Form, lang_of, not_found, store_error};
+use crate::web::pages::{Form, lang_of, merge_ctx, not_found, store_error};
 use crate::web::{Reply, Req, WebCtx, i18n};
 use serde_json::{Value, json};
 
@@ -486,7 +486,16 @@ fn save(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, id: u64) -> Reply {
     if op == "add-cond" || op == "add-act" {
         // Re-render with more empty rows; nothing is saved, nothing is refused yet.
         let extra = if op == "add-cond" { 1 } else { 2 };
-        return edit_form_rows(ctx, req, s, id, form, &FieldErrors::default(), extra);
+        return edit_form_rows(
+            ctx,
+            req,
+            s,
+            id,
+            form,
+            &FieldErrors::default(),
+            extra,
+            Value::Null,
+        );
     }
     let others: Vec<&str> = existing
         .iter()
@@ -495,8 +504,20 @@ fn save(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, id: u64) -> Reply {
         .collect();
     let mut errors = FieldErrors::default();
     let filter = filter_of_form(lang, form, id, &others, &mut errors);
+    if op == "test" {
+        // Run this filter as typed (with the saved others), save nothing.
+        let report = if errors.is_empty() {
+            match test_report(ctx, lang, form, Some(filter), &mut errors) {
+                Ok(r) => r,
+                Err(e) => return store_error(e),
+            }
+        } else {
+            Value::Null
+        };
+        return edit_form_rows(ctx, req, s, id, form, &errors, 0, report);
+    }
     if !errors.is_empty() {
-        return edit_form_rows(ctx, req, s, id, form, &errors, 0);
+        return edit_form_rows(ctx, req, s, id, form, &errors, 0, Value::Null);
     }
     match ctx.store.write(|tx| tx.put_filter(&filter)) {
         Ok(_) => list(
@@ -521,9 +542,19 @@ fn edit_form(ctx: &WebCtx, req: &Req, s: &Session, f: &Filter) -> Reply {
         "enabled": f.enabled || f.id == 0,
         "stop": f.stop,
     });
-    render_form(ctx, req, s, fields, conds, acts, &FieldErrors::default(), 0)
+    render_form(
+        ctx,
+        req,
+        s,
+        fields,
+        (conds, acts),
+        &FieldErrors::default(),
+        0,
+        json!({}),
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn edit_form_rows(
     ctx: &WebCtx,
     req: &Req,
@@ -532,6 +563,7 @@ fn edit_form_rows(
     form: &Form,
     errors: &FieldErrors,
     extra: u8,
+    report: Value,
 ) -> Reply {
     let (conds, acts) = rows_of_form(form);
     let fields = json!({
@@ -540,7 +572,13 @@ fn edit_form_rows(
         "enabled": form.get("enabled").is_some(),
         "stop": form.get("stop").is_some(),
     });
-    render_form(ctx, req, s, fields, conds, acts, errors, extra)
+    let test = json!({
+        "mail": form.get("mail").unwrap_or(""),
+        "message": form.text("message"),
+        "trusted": form.get("trusted").is_some(),
+        "report": report,
+    });
+    render_form(ctx, req, s, fields, (conds, acts), errors, extra, test)
 }
 
 /// `extra`: 1 = more condition rows, 2 = more action rows.
@@ -550,10 +588,10 @@ fn render_form(
     req: &Req,
     s: &Session,
     fields: Value,
-    mut conds: Vec<CondRow>,
-    mut acts: Vec<ActRow>,
+    (mut conds, mut acts): (Vec<CondRow>, Vec<ActRow>),
     errors: &FieldErrors,
     extra: u8,
+    test: Value,
 ) -> Reply {
     let lang = lang_of(req, Some(&s.user));
     // Keep the filled rows, then SPARE_ROWS empty ones (more after "Add rows").
@@ -589,81 +627,38 @@ fn render_form(
         s,
         "admin_filter.html",
         "filters",
-        json!({
-            "flt": fields,
-            "errors": errors.to_json(),
-            "conds": conds.iter().map(|c| json!({"field": if c.field.is_empty() { "Subject" } else { c.field.as_str() }, "header": c.header, "negate": c.negate, "case": c.case, "pattern": c.pattern})).collect::<Vec<_>>(),
-            "acts": acts.iter().map(|a| json!({"kind": a.kind, "choice": a.choice, "arg": a.arg})).collect::<Vec<_>>(),
-            "field_options": field_opts,
-            "match_options": [["matches", i18n::tr(lang, "matches", &[])], ["not", i18n::tr(lang, "does not match", &[])]],
-            "kinds": kinds,
-            "choices": names.choices(lang),
-        }),
+        merge_ctx(
+            json!({
+                "flt": fields,
+                "errors": errors.to_json(),
+                "conds": conds.iter().map(|c| json!({"field": if c.field.is_empty() { "Subject" } else { c.field.as_str() }, "header": c.header, "negate": c.negate, "case": c.case, "pattern": c.pattern})).collect::<Vec<_>>(),
+                "acts": acts.iter().map(|a| json!({"kind": a.kind, "choice": a.choice, "arg": a.arg})).collect::<Vec<_>>(),
+                "field_options": field_opts,
+                "match_options": [["matches", i18n::tr(lang, "matches", &[])], ["not", i18n::tr(lang, "does not match", &[])]],
+                "kinds": kinds,
+                "choices": names.choices(lang),
+            }),
+            test,
+        ),
     )
 }
 
 /// "Test filters": the saved filters on a pasted mail or a stored message.
 fn test_page(ctx: &WebCtx, req: &Req, s: &Session, form: Option<&Form>) -> Reply {
     let lang = lang_of(req, Some(&s.user));
-    let r = match ctx.store.read() {
-        Ok(r) => r,
-        Err(e) => return store_error(e),
-    };
     let mut errors = FieldErrors::default();
-    let mut report = Value::Null;
     let pasted = form
         .map(|f| f.get("mail").unwrap_or("").to_owned())
         .unwrap_or_default();
     let message = form.map(|f| f.text("message")).unwrap_or_default();
     let trusted_box = form.is_some_and(|f| f.get("trusted").is_some());
-    if form.is_some() {
-        let input: Option<(Vec<u8>, bool, String)> = if !message.is_empty() {
-            match message.trim_start_matches('#').parse::<u64>() {
-                Ok(n) => match stored(&r, n) {
-                    Ok(Some(x)) => Some(x),
-                    Ok(None) => {
-                        errors.add(
-                            lang,
-                            "message",
-                            "There is no stored message {id}.",
-                            &[("id", n.to_string())],
-                        );
-                        None
-                    }
-                    Err(e) => return store_error(e),
-                },
-                Err(_) => {
-                    errors.add(lang, "message", "Enter a message number.", &[]);
-                    None
-                }
-            }
-        } else if !pasted.trim().is_empty() {
-            let bytes = pasted.as_bytes();
-            let bytes = bytes.get(..bytes.len().min(MAX_PASTE)).unwrap_or(bytes);
-            Some((bytes.to_vec(), trusted_box, String::new()))
-        } else {
-            errors.add(
-                lang,
-                "mail",
-                "Paste a mail or enter a stored message's number.",
-                &[],
-            );
-            None
-        };
-        if let Some((bytes, trusted, source)) = input {
-            let stage = match Stage::load(&r) {
-                Ok(st) => st,
-                Err(e) => return store_error(e),
-            };
-            let names = match Names::load(&r) {
-                Ok(n) => n,
-                Err(e) => return store_error(e),
-            };
-            let mail = crate::pipeline::parse::filter_mail(&bytes);
-            let d = stage.run(&mail, trusted);
-            report = report_json(lang, &names, &d, trusted, &source);
-        }
-    }
+    let report = match form {
+        Some(f) => match test_report(ctx, lang, f, None, &mut errors) {
+            Ok(r) => r,
+            Err(e) => return store_error(e),
+        },
+        None => Value::Null,
+    };
     render(
         ctx,
         req,
@@ -678,6 +673,64 @@ fn test_page(ctx: &WebCtx, req: &Req, s: &Session, form: Option<&Form>) -> Reply
             "report": report,
         }),
     )
+}
+
+/// Runs the saved filters (with `candidate` in place of its saved version) on the mail
+/// the form names (`mail` pasted, or `message` by number, `trusted`); errors go next to
+/// those fields.
+fn test_report(
+    ctx: &WebCtx,
+    lang: &str,
+    form: &Form,
+    candidate: Option<Filter>,
+    errors: &mut FieldErrors,
+) -> Result<Value, crate::store::StoreError> {
+    let r = ctx.store.read()?;
+    let pasted = form.get("mail").unwrap_or("");
+    let message = form.text("message");
+    let input: Option<(Vec<u8>, bool, String)> = if !message.is_empty() {
+        match message.trim_start_matches('#').parse::<u64>() {
+            Ok(n) => {
+                let found = stored(&r, n)?;
+                if found.is_none() {
+                    errors.add(
+                        lang,
+                        "message",
+                        "There is no stored message {id}.",
+                        &[("id", n.to_string())],
+                    );
+                }
+                found
+            }
+            Err(_) => {
+                errors.add(lang, "message", "Enter a message number.", &[]);
+                None
+            }
+        }
+    } else if !pasted.trim().is_empty() {
+        let bytes = pasted.as_bytes();
+        let bytes = bytes.get(..bytes.len().min(MAX_PASTE)).unwrap_or(bytes);
+        Some((bytes.to_vec(), form.get("trusted").is_some(), String::new()))
+    } else {
+        errors.add(
+            lang,
+            "mail",
+            "Paste a mail or enter a stored message's number.",
+            &[],
+        );
+        None
+    };
+    let Some((bytes, trusted, source)) = input else {
+        return Ok(Value::Null);
+    };
+    let mut stage = Stage::load(&r)?;
+    if let Some(f) = candidate {
+        stage = stage.with_filter(&r, f)?;
+    }
+    let names = Names::load(&r)?;
+    let mail = crate::pipeline::parse::filter_mail(&bytes);
+    let d = stage.run(&mail, trusted);
+    Ok(report_json(lang, &names, &d, trusted, &source))
 }
 
 /// The bytes of stored message `n` (its raw message), whether its account is trusted, and
