@@ -4,6 +4,9 @@
 //! Prints figures; asserts nothing. FreeScout's published figure (48 ms for an inbox of
 //! 8,000 conversations) is the peer; its PHP/MySQL stack cannot run here.
 //!
+//! Then the administration's lists with hundreds of entries (300 accounts, mailboxes,
+//! users and filters; 100,000 communication-log entries): server time of each page.
+//!
 //! `cargo bench --bench web` (POSTROOM_BENCH_SIZES=10000,100000 to change the sizes).
 
 use postroom::config::Settings;
@@ -233,6 +236,7 @@ fn main() -> Res<()> {
     println!(
         "targets: inbox < 5 ms median at 10,000, < 20 ms at 100,000; FreeScout 48 ms at 8,000"
     );
+    admin_lists(rounds)?;
     // Idle RSS of the service on the largest store.
     if let Some(dir) = last_dir {
         let bin = postroom_bin();
@@ -259,6 +263,139 @@ fn main() -> Res<()> {
             idle.map(|k| format!("{:.1} MB", k as f64 / 1024.0))
                 .unwrap_or_else(|| "unknown".into())
         );
+    }
+    Ok(())
+}
+
+/// The admin pages over a store with 300 of everything and 100,000 log entries.
+fn admin_lists(rounds: usize) -> Res<()> {
+    use postroom::model::{
+        AccountId, AccountRecord, AfterFetch, Level, LogEntry, LoginMethod, Protocol, Role,
+        Security, UserRecord, Validity,
+    };
+    const N: u64 = 300;
+    let dir = tempfile::tempdir()?;
+    let opened = postroom::app::DataDir::open(dir.path(), &SystemClock)?;
+    let store = opened.store.clone();
+    let t0 = Instant::now();
+    let admin = store.write(|tx| {
+        for i in 0..N {
+            postroom::mailboxes::add(
+                tx,
+                &postroom::mailboxes::MailboxInput {
+                    name: Some(format!("Mailbox {i}")),
+                    address: Some(format!("box{i}@example.org")),
+                    ..Default::default()
+                },
+            )?;
+        }
+        for i in 0..N {
+            let id = tx.next_id("account")?;
+            tx.put_account(&AccountRecord {
+                id: AccountId(id),
+                name: format!("account-{i}"),
+                protocol: if i % 3 == 0 { Protocol::Pop3 } else { Protocol::Imap },
+                host: format!("mail{}.example.org", i % 17),
+                port: 993,
+                security: Security::Tls,
+                username: format!("user{i}"),
+                password_sealed: Vec::new(),
+                folders: vec!["INBOX".into()],
+                after: AfterFetch::Keep,
+                mailbox: MailboxId(1 + i % N),
+                enabled: i % 5 != 0,
+                only_new: false,
+                pinned_cert: None,
+                poll_secs: 60,
+                max_message_bytes: 25 << 20,
+                dispatch_by_address: true,
+                trusted: false,
+                login: LoginMethod::Auto,
+                authzid: String::new(),
+                validity: Validity::Valid,
+                comment: format!("the office's account {i}"),
+            })?;
+        }
+        let mut admin = None;
+        for i in 0..N {
+            let id = UserId(tx.next_id("user")?);
+            let u = UserRecord {
+                id,
+                login: format!("agent{i}"),
+                name: format!("Agent Number {i}"),
+                email: format!("agent{i}@example.org"),
+                role: if i == 0 { Role::Admin } else { Role::Agent },
+                password_hash: String::new(),
+                mailboxes: (0..5).map(|k| MailboxId(1 + (i + k) % N)).collect(),
+                disabled: i % 20 == 0 && i > 0,
+                created: 1_700_000_000,
+                password_changed: 0,
+                language: String::new(),
+                signature: String::new(),
+            };
+            tx.put_user(&u)?;
+            admin.get_or_insert(id);
+        }
+        for i in 0..N {
+            tx.put_filter(&postroom::filters::Filter {
+                id: 0,
+                name: format!("{i:03} route invoices {i}"),
+                enabled: true,
+                stop: i % 2 == 0,
+                conditions: vec![postroom::filters::Condition {
+                    field: postroom::filters::Field::Header("Subject".into()),
+                    pattern: format!("invoice|rechnung {i}"),
+                    negate: false,
+                    case_sensitive: false,
+                }],
+                actions: vec![postroom::filters::Action::SetPriority(Default::default())],
+            })?;
+        }
+        for i in 0..100_000i64 {
+            tx.log(&LogEntry {
+                at: 1_899_990_000_000 + i * 90,
+                level: match i % 50 {
+                    0 => Level::Error,
+                    1..=3 => Level::Warn,
+                    4..=8 => Level::Notice,
+                    _ => Level::Info,
+                },
+                component: format!("imap:account-{}", i % N as i64),
+                raw: None,
+                conv: None,
+                text: format!("INBOX UID {i} (UIDVALIDITY 7): 4211 bytes stored as raw {i}"),
+            })?;
+        }
+        admin.ok_or_else(|| Box::<dyn std::error::Error>::from("no user was made"))
+    })?;
+    eprintln!("  admin store filled in {:.1} s", t0.elapsed().as_secs_f64());
+    let token = store.write(|tx| postroom::users::start_session(tx, admin, 1_900_000_000))?;
+    let mut ctx = WebCtx::new(store.clone());
+    ctx.clock = Arc::new(FixedClock(1_900_000_000_000));
+    println!("admin pages, {N} accounts / mailboxes / users / filters, 100,000 log entries (median / p99):");
+    for path in [
+        "/admin",
+        "/admin/accounts",
+        "/admin/mailboxes",
+        "/admin/users",
+        "/admin/filters",
+        "/admin/smtp",
+        "/admin/log",
+        "/admin/log?level=error",
+        "/admin/log?q=uid%2099999",
+    ] {
+        let mut times = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let r = req(path, &token);
+            let t = Instant::now();
+            let reply = postroom::web::pages::route(&ctx, &r);
+            times.push(t.elapsed());
+            if reply.status != 200 {
+                return Err(format!("{path}: status {}", reply.status).into());
+            }
+        }
+        let (med, p99) = stats(times);
+        println!("  {path:<28} {med:>7.2} / {p99:.2} ms");
     }
     Ok(())
 }
