@@ -1597,6 +1597,13 @@ fn cmd_account(dir: &DataDir, cmd: AccountCmd, service: Option<&FetchCtx>) -> Re
                     },
                     taken
                 );
+                let login = match a.creation.default_assignee {
+                    Some(u) => r.user(u)?.map(|u| u.login),
+                    None => None,
+                };
+                if let Some(words) = crate::creation::describe(&a.creation, login.as_deref()) {
+                    out!("{:<16} creating conversations: {words}", "");
+                }
                 if let Some(state) =
                     service.and_then(|ctx| ctx.states.lock().ok()?.get(&a.name).cloned())
                 {

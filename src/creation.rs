@@ -163,6 +163,37 @@ pub fn merge(c: &mut Creation, input: &CreationInput, err: &mut dyn FnMut(&'stat
     }
 }
 
+/// The options in words (`postroom account list`); `None` for the defaults.
+pub fn describe(c: &Creation, assignee_login: Option<&str>) -> Option<String> {
+    let mut w = Vec::new();
+    if c.no_new {
+        w.push(if c.answer_refused {
+            "no new conversations (other mail is answered with the template)".to_owned()
+        } else {
+            "no new conversations (other mail only logged)".to_owned()
+        });
+    }
+    if c.create_customers {
+        w.push("create customers".into());
+    }
+    if let Some(u) = c.default_assignee {
+        w.push(format!(
+            "assign to {}",
+            assignee_login.map_or_else(|| format!("user {u}"), str::to_owned)
+        ));
+    }
+    if c.default_priority != Priority::Normal {
+        w.push(format!("priority {}", c.default_priority));
+    }
+    if !c.default_tags.is_empty() {
+        w.push(format!("tags {}", c.default_tags.join(", ")));
+    }
+    if c.bundle {
+        w.push("bundle by sender and subject within the poll interval".into());
+    }
+    (!w.is_empty()).then(|| w.join("; "))
+}
+
 /// Resolves the default assignee typed as a login: the user must exist, be enabled and
 /// may see the account's mailbox, else the problem is reported against the field.
 pub fn resolve_assignee(

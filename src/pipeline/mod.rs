@@ -3,7 +3,10 @@
 //!
 //! Owns: processing queued raw messages exactly once (idempotent per raw id: a raw that
 //! is no longer pending is skipped), duplicate detection by Message-ID, conversation
-//! creation, merges and status rules, and the communication-log lines about them.
+//! creation, merges and status rules, and the communication-log lines about them; and
+//! applying the source account's ticket-creation options (`crate::creation`): refusing
+//! mail that would start a conversation (raw kept, logged, answered as chosen), bundling,
+//! the defaults before the filters' outcome, customer records.
 //! Must not: touch the network, or write outside `Store::write`.
 //!
 //! Replay: everything not yet processed sits in the store's pending queue, so running

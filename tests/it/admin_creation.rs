@@ -308,6 +308,25 @@ fn unknown_senders_become_customers_with_their_domain_and_new_conversations_get_
             "web, new",
         ],
     );
+    let list = run_ok(p, &["account", "list"]);
+    assert!(
+        list.contains(
+            "creating conversations: create customers; assign to boss; priority high; tags web, new"
+        ),
+        "{list}"
+    );
+    // A default assignee who does not exist is refused, with the reason.
+    let out = crate::support::run(
+        p,
+        &["account", "edit", "in", "--default-assignee", "nobody"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("default_assignee: There is no user \"nobody\"."),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     d.append(
         "desk",
         DPASS,
@@ -629,6 +648,10 @@ fn the_account_form_saves_and_shows_the_creation_options_and_refuses_an_assignee
     let (status, _, page) = s.get("/admin/accounts/new");
     assert_eq!(status, 200);
     assert!(page.contains("Creating conversations"), "{page}");
+    assert!(
+        page.contains("{{ subject }}, {{ customer_name }}, {{ customer_address }}"),
+        "the template names show as typed: {page}"
+    );
     // The mailbox Support (sam sees only Sales).
     let at = page.find(">Support</option>").unwrap();
     let support = page[..at]
@@ -685,6 +708,33 @@ fn the_account_form_saves_and_shows_the_creation_options_and_refuses_an_assignee
         element(&page, "err-refused_body").contains("The template does not work"),
         "{page}"
     );
+    // In French too.
+    {
+        let f = fields("sam", "{% if %}");
+        let mut f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        f.insert(0, ("csrf", s.csrf.as_str()));
+        let cookie = format!("postroom_session={}", s.cookie);
+        let origin = s.origin();
+        let (status, _, fr) = crate::support::request(
+            s.port,
+            "POST",
+            "/admin/accounts/new",
+            &[
+                ("Cookie", &cookie),
+                ("Origin", &origin),
+                ("Accept-Language", "fr"),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            &crate::webui::form(&f),
+        );
+        assert_eq!(status, 400);
+        let err = element(&fr, "err-default_assignee");
+        assert!(
+            err.contains("sam ne peut pas voir la boîte Support"),
+            "{err:?}"
+        );
+        assert!(fr.contains("Création des conversations"));
+    }
     // Next to its field.
     let input_at = page.find("id=\"f-default_assignee\"").unwrap();
     let err_at = page.find("id=\"err-default_assignee\"").unwrap();
