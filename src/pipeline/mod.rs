@@ -320,10 +320,12 @@ fn process_one(
     let account = crate::creation::account_of_raw(tx, rec)?;
     let mut target = decision.target;
     let mut bundled = false;
+    let mut mailbox_of_new = None;
     if target.is_none()
         && let Some(a) = &account
     {
         let mailbox = new_mailbox(tx, rec, &p)?;
+        mailbox_of_new = Some(mailbox);
         if a.creation.no_new {
             return refuse(tx, raw, a, mailbox, &p, live && !quiet, clock);
         }
@@ -337,7 +339,10 @@ fn process_one(
         Some(c) => (c, false),
         None => {
             let id = ConvId(tx.next_id("conv")?);
-            let mailbox = new_mailbox(tx, rec, &p)?;
+            let mailbox = match mailbox_of_new {
+                Some(m) => m,
+                None => new_mailbox(tx, rec, &p)?,
+            };
             let mut c = ConversationRecord {
                 id,
                 mailbox,
