@@ -48,6 +48,8 @@ pub struct AccountInput {
     /// valid, invalid or temporarily-invalid.
     pub validity: Option<String>,
     pub comment: Option<String>,
+    /// The ticket-creation options (`crate::creation`).
+    pub creation: crate::creation::CreationInput,
 }
 
 /// One field that cannot be accepted (users, mailboxes, SMTP servers: English text).
@@ -518,7 +520,40 @@ fn merge(
             a.comment = c.replace("\r\n", "\n");
         }
     }
+    crate::creation::merge(&mut a.creation, &input.creation, &mut err);
     if errs.is_empty() { Ok(a) } else { Err(errs) }
+}
+
+/// The result of `merge` with the default assignee resolved against the users (who must
+/// exist and may see the account's mailbox); every problem reported at once.
+fn finish(
+    tx: &Tx<'_>,
+    merged: Result<AccountRecord, Vec<Problem>>,
+    base: &AccountRecord,
+    input: &AccountInput,
+) -> Result<AccountRecord, AccountError> {
+    match merged {
+        Ok(mut a) => {
+            let problems = crate::creation::resolve_assignee(tx, &mut a, &input.creation)?;
+            if problems.is_empty() {
+                Ok(a)
+            } else {
+                Err(AccountError::Invalid(problems))
+            }
+        }
+        Err(mut problems) => {
+            let mut a = base.clone();
+            if let Some(m) = input.mailbox {
+                a.mailbox = m;
+            }
+            problems.extend(crate::creation::resolve_assignee(
+                tx,
+                &mut a,
+                &input.creation,
+            )?);
+            Err(AccountError::Invalid(problems))
+        }
+    }
 }
 
 /// The account `input` describes, checked but not stored: over `base` (an edit) or the
@@ -568,6 +603,7 @@ fn defaults() -> AccountRecord {
         authzid: String::new(),
         validity: Validity::Valid,
         comment: String::new(),
+        creation: Default::default(),
     }
 }
 
@@ -596,7 +632,7 @@ pub fn add(
     {
         base.max_message_bytes = mb << 20;
     }
-    let mut a = merge(&base, input, true, &others).map_err(AccountError::Invalid)?;
+    let mut a = finish(tx, merge(&base, input, true, &others), &base, input)?;
     check_mailbox(tx, &a)?;
     a.id = AccountId(tx.next_id("account")?);
     if let Some(p) = &input.password {
@@ -623,7 +659,7 @@ pub fn edit(
 ) -> Result<AccountRecord, AccountError> {
     let current = find(tx, name)?;
     let others = tx.accounts()?;
-    let mut a = merge(&current, input, false, &others).map_err(AccountError::Invalid)?;
+    let mut a = finish(tx, merge(&current, input, false, &others), &current, input)?;
     check_mailbox(tx, &a)?;
     // An empty password on an edit keeps the stored one.
     if let Some(p) = &input.password

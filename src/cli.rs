@@ -509,6 +509,38 @@ pub struct AccountFlags {
     /// A note for the admins
     #[arg(long, value_name = "TEXT")]
     comment: Option<String>,
+    /// yes: mail creates no new conversations; only replies to existing ones (subject tag
+    /// or Message-ID reference) are accepted, other mail is kept and logged (see
+    /// --refused). no (default): mail creates conversations
+    #[arg(long, value_name = "YES|NO", value_parser = parse_yes_no)]
+    no_new_conversations: Option<bool>,
+    /// What happens to refused mail: drop (only the communication log, default) or answer
+    /// (with --refused-subject and --refused-body)
+    #[arg(long, value_name = "drop|answer")]
+    refused: Option<String>,
+    /// Subject of the answer to refused mail (a template like the auto-reply's: subject,
+    /// customer_name, customer_address, mailbox_name, mailbox_address, account)
+    #[arg(long, value_name = "TEMPLATE")]
+    refused_subject: Option<String>,
+    /// Body of the answer to refused mail (a template, as --refused-subject; \n: a line break)
+    #[arg(long, value_name = "TEMPLATE")]
+    refused_body: Option<String>,
+    /// yes: unknown senders become customers, their domain the company (default no)
+    #[arg(long, value_name = "YES|NO", value_parser = parse_yes_no)]
+    create_customers: Option<bool>,
+    /// User (login) new conversations are assigned to; they must see the mailbox; "" none
+    #[arg(long, value_name = "LOGIN")]
+    default_assignee: Option<String>,
+    /// Priority of new conversations: low, normal (default), high or urgent
+    #[arg(long, value_name = "PRIORITY")]
+    default_priority: Option<String>,
+    /// Tags of new conversations, comma-separated; "" removes them
+    #[arg(long, value_name = "TAGS")]
+    default_tags: Option<String>,
+    /// yes: mail of the same sender and subject within one poll interval joins one
+    /// conversation (default no)
+    #[arg(long, value_name = "YES|NO", value_parser = parse_yes_no)]
+    bundle: Option<bool>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1429,6 +1461,17 @@ fn account_input(
         authzid: f.authzid,
         validity: f.validity,
         comment: f.comment,
+        creation: crate::creation::CreationInput {
+            no_new: f.no_new_conversations,
+            refused: f.refused,
+            refused_subject: f.refused_subject,
+            refused_body: f.refused_body.map(|b| b.replace("\\n", "\n")),
+            create_customers: f.create_customers,
+            default_assignee: f.default_assignee,
+            default_priority: f.default_priority,
+            default_tags: f.default_tags,
+            bundle: f.bundle,
+        },
     })
 }
 
@@ -1462,6 +1505,15 @@ fn account_json(a: &AccountRecord, mailboxes: &[crate::model::MailboxRecord]) ->
         "authzid": a.authzid,
         "validity": a.validity,
         "comment": a.comment,
+        "no_new_conversations": a.creation.no_new,
+        "refused": if a.creation.answer_refused { "answer" } else { "drop" },
+        "refused_subject": a.creation.refused_subject,
+        "refused_body": a.creation.refused_body,
+        "create_customers": a.creation.create_customers,
+        "default_assignee": a.creation.default_assignee.map(|u| u.0),
+        "default_priority": a.creation.default_priority,
+        "default_tags": a.creation.default_tags,
+        "bundle": a.creation.bundle,
     })
 }
 
@@ -1545,6 +1597,13 @@ fn cmd_account(dir: &DataDir, cmd: AccountCmd, service: Option<&FetchCtx>) -> Re
                     },
                     taken
                 );
+                let login = match a.creation.default_assignee {
+                    Some(u) => r.user(u)?.map(|u| u.login),
+                    None => None,
+                };
+                if let Some(words) = crate::creation::describe(&a.creation, login.as_deref()) {
+                    out!("{:<16} creating conversations: {words}", "");
+                }
                 if let Some(state) =
                     service.and_then(|ctx| ctx.states.lock().ok()?.get(&a.name).cloned())
                 {

@@ -39,6 +39,7 @@
 //! | [`notify`] | who is told what by mail (invitations, reset links, agents' notifications per their settings), as outbox rows in the event's transaction; an agent's answer to a notification (token + their address) becomes a reply | send anything itself or log a token |
 //! | [`mailboxes`] | mailbox settings and system addresses (aliases, validity), address lookup | send mail or delete an address |
 //! | [`accounts`] | validation of mail-account settings, sealing passwords | connect anywhere |
+//! | [`creation`] | the accounts' ticket-creation options: refusing new conversations (kept, logged, answered as chosen), customer records with the domain as the company, defaults for new conversations, bundling by sender and subject within the poll interval | send, thread by subject outside bundling, or delete a raw message |
 //! | [`secret`] | `Secret` (prints `***`), the key file, sealed passwords | log or store a key in clear |
 //! | [`timezone`] | the office's time zone for showing times to people: UTC, fixed offsets, IANA zones from the system's TZif files | fail a page (an unreadable zone shows UTC) |
 //! | [`config`] | data-dir resolution, the settings table with validation | hold globals |
@@ -76,6 +77,7 @@ pub mod cli;
 pub mod compose;
 pub mod config;
 pub mod control;
+pub mod creation;
 pub mod failpoint;
 pub mod fetch;
 pub mod filters;

@@ -831,6 +831,43 @@ pub struct AccountRecord {
     pub validity: Validity,
     /// A note for the admins.
     pub comment: String,
+    /// How this account's mail makes conversations (issue 6, item 8).
+    pub creation: Creation,
+}
+
+/// The ticket-creation options of a mail account. The default: mail creates
+/// conversations, no customer records, no defaults, no bundling.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Creation {
+    /// Only replies that thread to an existing conversation are accepted; other mail is
+    /// kept as a raw message, logged and (with `answer_refused`) answered.
+    pub no_new: bool,
+    /// With `no_new`: answer refused mail with the template below (else only the log).
+    pub answer_refused: bool,
+    /// The answer's subject and body (minijinja, like the mailbox auto-reply).
+    pub refused_subject: String,
+    pub refused_body: String,
+    /// Unknown senders get a customer record with their domain as the company.
+    pub create_customers: bool,
+    /// Defaults for new conversations (filters run after them and override them).
+    pub default_assignee: Option<UserId>,
+    pub default_priority: Priority,
+    pub default_tags: Vec<String>,
+    /// Mail of the same sender and subject within `poll_secs` joins one conversation.
+    pub bundle: bool,
+}
+
+/// A customer known by address (made from an unknown sender when the account that
+/// brought their mail creates customers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomerRecord {
+    /// Lower-cased address (the key).
+    pub email: String,
+    pub name: String,
+    /// The sender's domain when the record was made, e.g. "example.com".
+    pub company: String,
+    /// Unix ms.
+    pub created: i64,
 }
 
 impl AccountRecord {

@@ -3,7 +3,10 @@
 //!
 //! Owns: processing queued raw messages exactly once (idempotent per raw id: a raw that
 //! is no longer pending is skipped), duplicate detection by Message-ID, conversation
-//! creation, merges and status rules, and the communication-log lines about them.
+//! creation, merges and status rules, and the communication-log lines about them; and
+//! applying the source account's ticket-creation options (`crate::creation`): refusing
+//! mail that would start a conversation (raw kept, logged, answered as chosen), bundling,
+//! the defaults before the filters' outcome, customer records.
 //! Must not: touch the network, or write outside `Store::write`.
 //!
 //! Replay: everything not yet processed sits in the store's pending queue, so running
@@ -46,6 +49,8 @@ pub struct Summary {
     pub ignored: u64,
     /// Other mail queued: notifications, agents' answers by mail sent on as replies.
     pub queued: u64,
+    /// Messages refused by an account that creates no new conversations (raw kept).
+    pub refused: u64,
 }
 
 impl Summary {
@@ -59,6 +64,7 @@ impl Summary {
         self.duplicates += o.duplicates;
         self.with_warnings += o.with_warnings;
         self.ignored += o.ignored;
+        self.refused += o.refused;
     }
 }
 
@@ -301,15 +307,41 @@ fn process_one(
         &settings.subject_tag_prefix,
         &View(tx),
     )?;
+    // Only mail that just arrived from a mail account is answered: never imported
+    // files, never old mail an account brought in when it was added.
+    let live = rec
+        .sources
+        .first()
+        .is_some_and(|s| s.starts_with("imap:") || s.starts_with("pop3:"))
+        && clock.now_ms() / 1000 - date < 2 * 86_400;
+    let quiet = outcome
+        .is_some_and(|o| o.no_auto_reply || o.spam || o.status == Some(crate::model::Status::Spam));
+    // The account's ticket-creation options, for mail that would start a conversation.
+    let account = crate::creation::account_of_raw(tx, rec)?;
+    let mut target = decision.target;
+    let mut bundled = false;
+    let mut mailbox_of_new = None;
+    if target.is_none()
+        && let Some(a) = &account
+    {
+        let mailbox = new_mailbox(tx, rec, &p)?;
+        mailbox_of_new = Some(mailbox);
+        if a.creation.no_new {
+            return refuse(tx, raw, a, mailbox, &p, live && !quiet, clock);
+        }
+        if let Some(c) = crate::creation::bundle_target(tx, a, mailbox, &p, rec.received_at)? {
+            target = Some(c);
+            bundled = true;
+        }
+    }
     let msg_id = MsgId(tx.next_id("msg")?);
-    let (conv_id, created) = match decision.target {
+    let (conv_id, created) = match target {
         Some(c) => (c, false),
         None => {
             let id = ConvId(tx.next_id("conv")?);
-            let mailbox = match dispatch(tx, rec, &p)? {
+            let mailbox = match mailbox_of_new {
                 Some(m) => m,
-                None if tx.mailbox(rec.mailbox)?.is_some() => rec.mailbox,
-                None => MailboxId(1),
+                None => new_mailbox(tx, rec, &p)?,
             };
             let mut c = ConversationRecord {
                 id,
@@ -327,6 +359,12 @@ fn process_one(
                 tags: Vec::new(),
                 fields: Default::default(),
             };
+            // The account's defaults first: the filters override them.
+            if let Some(a) = &account {
+                for note in crate::creation::apply_defaults(tx, &mut c, &a.creation)? {
+                    log(tx, clock, Level::Warn, Some(raw), Some(id), note)?;
+                }
+            }
             if let Some(o) = outcome {
                 for note in filter::apply_new(tx, &mut c, o)? {
                     log(tx, clock, Level::Warn, Some(raw), Some(id), note)?;
@@ -383,15 +421,23 @@ fn process_one(
     if p.flags.has(MsgFlags::BOUNCE) {
         mark_bounced(tx, &p, msg_id, clock)?;
     }
-    // Only mail that just arrived from a mail account is answered: never imported
-    // files, never old mail an account brought in when it was added.
-    let live = rec
-        .sources
-        .first()
-        .is_some_and(|s| s.starts_with("imap:") || s.starts_with("pop3:"))
-        && clock.now_ms() / 1000 - date < 2 * 86_400;
-    let quiet = outcome
-        .is_some_and(|o| o.no_auto_reply || o.spam || o.status == Some(crate::model::Status::Spam));
+    if let Some(a) = &account
+        && a.creation.create_customers
+        && !p.flags.is_automatic()
+        && let Some(c) = crate::creation::note_customer(tx, &p, clock)?
+    {
+        log(
+            tx,
+            clock,
+            Level::Info,
+            Some(raw),
+            Some(conv_id),
+            format!(
+                "new customer {} (company {}) from account {:?}",
+                c.email, c.company, a.name
+            ),
+        )?;
+    }
     if created
         && live
         && !quiet
@@ -432,6 +478,10 @@ fn process_one(
     } else {
         s.joined = 1;
         let how = match decision.matched {
+            Matched::Nothing if bundled => format!(
+                "as mail of the same sender and subject within the poll interval of account {:?}",
+                account.as_ref().map(|a| a.name.as_str()).unwrap_or("")
+            ),
             Matched::Tag(n) => format!("by the subject tag #{n}"),
             Matched::InReplyTo => "by In-Reply-To".into(),
             Matched::References => "by References".into(),
@@ -468,6 +518,77 @@ fn process_one(
             Some(conv_id),
             format!("message {msg_id}: {}", p.warnings.join("; ")),
         )?;
+    }
+    Ok(s)
+}
+
+/// The mailbox a new conversation of this raw message goes to: by address when its
+/// account dispatches so, else the source's mailbox (the first when that one is gone).
+fn new_mailbox(tx: &Tx<'_>, rec: &RawRecord, p: &Parsed) -> Result<MailboxId, StoreError> {
+    Ok(match dispatch(tx, rec, p)? {
+        Some(m) => m,
+        None if tx.mailbox(rec.mailbox)?.is_some() => rec.mailbox,
+        None => MailboxId(1),
+    })
+}
+
+/// Mail that would start a conversation, from an account that creates none: the raw
+/// message is kept (never deleted), no conversation is made, the log says so, and the
+/// sender is answered with the account's template when it was chosen and the guards
+/// allow (`answer`: live mail no filter silenced).
+fn refuse(
+    tx: &mut Tx<'_>,
+    raw: RawId,
+    a: &crate::model::AccountRecord,
+    mailbox: MailboxId,
+    p: &Parsed,
+    answer: bool,
+    clock: &dyn Clock,
+) -> Result<Summary, StoreError> {
+    let mut s = Summary {
+        processed: 1,
+        refused: 1,
+        ..Summary::default()
+    };
+    tx.finish_raw(raw, None)?;
+    let who = p
+        .from
+        .as_ref()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "(no sender)".into());
+    log(
+        tx,
+        clock,
+        Level::Notice,
+        Some(raw),
+        None,
+        format!(
+            "message from {who} ({:?}) refused: account {:?} creates no new conversations and it answers none of ours; raw message {raw} kept, no conversation",
+            p.subject, a.name
+        ),
+    )?;
+    if a.creation.answer_refused {
+        let why = if answer {
+            match crate::creation::answer_refused(tx, a, mailbox, p, clock)? {
+                Ok(_) => {
+                    s.queued = 1;
+                    None
+                }
+                Err(why) => Some(why),
+            }
+        } else {
+            Some("it did not just arrive, or a filter silenced it".to_owned())
+        };
+        if let Some(why) = why {
+            log(
+                tx,
+                clock,
+                Level::Info,
+                Some(raw),
+                None,
+                format!("no answer to the refused message from {who}: {why}"),
+            )?;
+        }
     }
     Ok(s)
 }

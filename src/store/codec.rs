@@ -8,10 +8,10 @@
 
 use crate::model::{
     AccountId, AccountRecord, Addr, AfterFetch, AliasAddress, ContentHash, ConvId,
-    ConversationRecord, Direction, FolderCursor, FromPolicy, Level, LogEntry, LoginMethod,
-    MailboxId, MailboxRecord, MessageRecord, MsgFlags, MsgId, OutboxRecord, OutboxState, Priority,
-    Protocol, RawId, RawRecord, Security, SmtpAuth, SmtpId, SmtpRecord, Status, TakenRecord,
-    Validity,
+    ConversationRecord, Creation, Direction, FolderCursor, FromPolicy, Level, LogEntry,
+    LoginMethod, MailboxId, MailboxRecord, MessageRecord, MsgFlags, MsgId, OutboxRecord,
+    OutboxState, Priority, Protocol, RawId, RawRecord, Security, SmtpAuth, SmtpId, SmtpRecord,
+    Status, TakenRecord, Validity,
 };
 use crate::model::{
     ApiTokenRecord, DraftRecord, InviteRecord, NotifyPrefs, NotifyTokenRecord, Role, SessionRecord,
@@ -770,7 +770,45 @@ pub fn encode_account(a: &AccountRecord) -> Vec<u8> {
             Validity::TemporarilyInvalid => 2,
         })
         .str(&a.comment);
+    // Format 3 continues with the ticket-creation options (issue 6, not released yet).
+    let c = &a.creation;
+    let flags = u8::from(c.no_new)
+        | u8::from(c.answer_refused) << 1
+        | u8::from(c.create_customers) << 2
+        | u8::from(c.bundle) << 3;
+    e.u8(flags)
+        .str(&c.refused_subject)
+        .str(&c.refused_body)
+        .opt_u64(c.default_assignee.map(|u| u.0))
+        .u8(priority_byte(c.default_priority))
+        .strs(&c.default_tags);
     e.finish()
+}
+
+/// The ticket-creation options at the end of format 3; a format-3 value written before
+/// they existed (none was released) reads as the defaults.
+fn decode_creation(d: &mut Dec<'_>) -> Result<Creation, DecodeError> {
+    if d.buf.is_empty() {
+        return Ok(Creation::default());
+    }
+    let flags = d.u8()?;
+    Ok(Creation {
+        no_new: flags & 1 != 0,
+        answer_refused: flags & 2 != 0,
+        create_customers: flags & 4 != 0,
+        bundle: flags & 8 != 0,
+        refused_subject: d.str()?,
+        refused_body: d.str()?,
+        default_assignee: d.opt_u64()?.map(UserId),
+        default_priority: match d.u8()? {
+            0 => Priority::Low,
+            1 => Priority::Normal,
+            2 => Priority::High,
+            3 => Priority::Urgent,
+            n => return Err(d.err(format!("priority {n}"))),
+        },
+        default_tags: d.strs()?,
+    })
 }
 
 /// Reads every format: 1 (schema 2), 2 (adds dispatch by address), 3 (schema 5: adds
@@ -830,6 +868,7 @@ pub fn decode_account(v: &[u8]) -> Result<AccountRecord, DecodeError> {
         authzid: String::new(),
         validity: Validity::Valid,
         comment: String::new(),
+        creation: Creation::default(),
     };
     let a = if version >= ACCOUNT_V3 {
         AccountRecord {
@@ -847,6 +886,7 @@ pub fn decode_account(v: &[u8]) -> Result<AccountRecord, DecodeError> {
                 n => return Err(d.err(format!("validity {n}"))),
             },
             comment: d.str()?,
+            creation: decode_creation(&mut d)?,
             ..a
         }
     } else {
@@ -1100,10 +1140,32 @@ mod tests {
             authzid: "shared@example.com".into(),
             validity: Validity::TemporarilyInvalid,
             comment: "the old box, until March".into(),
+            creation: Creation {
+                no_new: true,
+                answer_refused: true,
+                refused_subject: "Re: {{ subject }}".into(),
+                refused_body: "Only replies, please.".into(),
+                create_customers: true,
+                default_assignee: Some(UserId(7)),
+                default_priority: Priority::High,
+                default_tags: vec!["new".into(), "web shop".into()],
+                bundle: true,
+            },
         };
         assert_eq!(decode_account(&encode_account(&a)).unwrap(), a);
-        // Format 2 (schema 4) still reads, untrusted, valid, automatic login.
-        let mut v2 = encode_account(&a);
+        // Format 3 as written before the ticket-creation options: their defaults.
+        let plain = AccountRecord {
+            creation: Creation::default(),
+            ..a.clone()
+        };
+        // The default options take 15 bytes: flags, two empty texts, no assignee,
+        // priority, no tags.
+        let mut v3 = encode_account(&plain);
+        v3.truncate(v3.len() - 15);
+        assert_eq!(decode_account(&v3).unwrap(), plain);
+        // Format 2 (schema 4) still reads, untrusted, valid, automatic login, and with
+        // the default creation options.
+        let mut v2 = v3.clone();
         v2[0] = ACCOUNT_V2;
         // Without format 3's fields: trusted, login, authzid, validity, comment.
         let tail = 1 + 1 + (4 + a.authzid.len()) + 1 + (4 + a.comment.len());
@@ -1118,6 +1180,7 @@ mod tests {
             ),
             (LoginMethod::Auto, Validity::Valid, "", "")
         );
+        assert_eq!(old.creation, Creation::default());
         let old = decode_account(&v2).unwrap();
         assert!(old.dispatch_by_address && !old.trusted);
         // Format 1 (schema 2) still reads, dispatching all into one mailbox.

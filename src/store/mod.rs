@@ -282,6 +282,7 @@ pub struct Tx<'t> {
     customer_convs: Table<'t, (&'static str, u64), ()>,
     mailbox_perms: Table<'t, (u64, u64), u32>,
     filters: Table<'t, u64, &'static [u8]>,
+    customers: Table<'t, &'static str, &'static [u8]>,
 }
 
 /// The key of one message on a server: which account, folder, UIDVALIDITY and item.
@@ -370,6 +371,7 @@ impl<'t> Tx<'t> {
             customer_convs: txn.open_table(CUSTOMER_CONVS).ctx(OP)?,
             mailbox_perms: txn.open_table(MAILBOX_PERMS).ctx(OP)?,
             filters: txn.open_table(FILTERS).ctx(OP)?,
+            customers: txn.open_table(CUSTOMERS).ctx(OP)?,
         })
     }
 
@@ -1318,5 +1320,6 @@ impl Reader {
 // After `read_table!`: the macro must be defined before the module that uses it.
 mod users;
 pub use users::InboxPage;
+mod customers;
 mod filters;
 mod perms;

@@ -172,6 +172,11 @@ pub const MAILBOX_PERMS: TableDefinition<(u64, u64), u32> = TableDefinition::new
 /// version is raised once for all of issue 6 when it is merged).
 pub const FILTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("filters");
 
+/// `customer address lower-cased -> CustomerRecord` (codec `customer`, in
+/// `store::customers`): customers made from unknown senders by accounts that create
+/// customers (name, company = the sender's domain). New with issue 6 (created on open).
+pub const CUSTOMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("customers");
+
 /// Longest Message-ID stored verbatim as an index key.
 pub const MSGID_KEY_MAX: usize = 512;
 

@@ -22,6 +22,7 @@ pub const FR: &[&str] = &[
     include_str!("../../assets/i18n/fr-mailboxes.json"),
     include_str!("../../assets/i18n/fr-filters.json"),
     include_str!("../../assets/i18n/fr-people.json"),
+    include_str!("../../assets/i18n/fr-creation.json"),
 ];
 
 fn catalog(lang: &str) -> Option<&'static HashMap<String, String>> {

@@ -1013,7 +1013,8 @@ fn conversation(
                 "fields": c.fields,
                 "following": c.followers.contains(&s.user.id),
                 "mailbox": mailbox.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
-                "customer": c.customer.as_ref().map(|a| json!({"name": a.name, "email": a.email})),
+                "customer": c.customer.as_ref().map(|a| json!({"name": a.name, "email": a.email,
+                    "company": r.customer(&a.email).ok().flatten().map(|x| x.company).unwrap_or_default()})),
                 "count": c.message_count,
                 "last_msg": msgs.iter().map(|m| m.id.0).max().unwrap_or(0),
             },
@@ -1529,12 +1530,19 @@ fn customer(ctx: &WebCtx, req: &Req, s: &Session) -> Reply {
         if rows.is_empty() {
             return Ok(not_found());
         }
+        let record = r.customer(&email)?;
+        if name.is_empty()
+            && let Some(c) = &record
+        {
+            name = c.name.clone();
+        }
+        let company = record.map(|c| c.company).unwrap_or_default();
         let base = base_ctx(&r, req, s)?;
         Ok(page(
             "customer.html",
             merge_ctx(
                 base,
-                json!({"customer": {"email": email, "name": name}, "rows": rows}),
+                json!({"customer": {"email": email, "name": name, "company": company}, "rows": rows}),
             ),
         ))
     };

@@ -66,6 +66,7 @@ fn store() -> (tempfile::TempDir, Store) {
                 authzid: String::new(),
                 validity: postroom::model::Validity::Valid,
                 comment: String::new(),
+                creation: Default::default(),
             })?;
         }
         Ok::<_, postroom::store::StoreError>(())

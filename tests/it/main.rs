@@ -19,6 +19,7 @@ mod smtpd;
 mod support;
 
 mod admin_accounts;
+mod admin_creation;
 mod admin_filters;
 mod admin_log;
 mod admin_mailboxes;

@@ -76,7 +76,13 @@ pub fn route(ctx: &WebCtx, req: &Req, s: &Session, form: &Form, rest: &[&str]) -
         (false, ["new"]) => submit(ctx, req, s, form, None),
         (true, [id]) => match load(ctx, id) {
             Ok(Some(a)) => {
-                let v = values_of(&a);
+                let login = a
+                    .creation
+                    .default_assignee
+                    .and_then(|u| ctx.store.read().and_then(|r| r.user(u)).ok().flatten())
+                    .map(|u| u.login)
+                    .unwrap_or_default();
+                let v = values_of(&a, &login);
                 show_form(ctx, req, s, Some(&a), v, FieldErrors::default(), json!({}))
             }
             Ok(None) => not_found(),
@@ -192,11 +198,17 @@ fn blank() -> Value {
         "mailbox": "1", "dispatch": "address", "trusted": false,
         "max_mb": (accounts::DEFAULT_MAX_BYTES >> 20).to_string(), "pinned_cert": "",
         "only_new": "all", "validity": "valid", "comment": "", "enabled": true,
+        "no_new": false, "refused": "drop",
+        "refused_subject": crate::creation::DEFAULT_REFUSED_SUBJECT,
+        "refused_body": crate::creation::DEFAULT_REFUSED_BODY,
+        "create_customers": false, "default_assignee": "", "default_priority": "normal",
+        "default_tags": "", "bundle": false,
     })
 }
 
-/// The form's values for a stored account (never the password).
-fn values_of(a: &AccountRecord) -> Value {
+/// The form's values for a stored account (never the password); `default_assignee_login`
+/// is the login of its default assignee ("" none).
+fn values_of(a: &AccountRecord, default_assignee_login: &str) -> Value {
     let (after, after_folder) = match &a.after {
         AfterFetch::Keep => ("keep", String::new()),
         AfterFetch::Delete => ("delete", String::new()),
@@ -214,6 +226,15 @@ fn values_of(a: &AccountRecord) -> Value {
         "pinned_cert": a.pinned_cert.map(|p| crate::net::Fingerprint(p).to_string()).unwrap_or_default(),
         "only_new": if a.only_new { "new" } else { "all" },
         "validity": a.validity.as_str(), "comment": a.comment, "enabled": a.enabled,
+        "no_new": a.creation.no_new,
+        "refused": if a.creation.answer_refused { "answer" } else { "drop" },
+        "refused_subject": if a.creation.refused_subject.is_empty() { crate::creation::DEFAULT_REFUSED_SUBJECT } else { a.creation.refused_subject.as_str() },
+        "refused_body": if a.creation.refused_body.is_empty() { crate::creation::DEFAULT_REFUSED_BODY } else { a.creation.refused_body.as_str() },
+        "create_customers": a.creation.create_customers,
+        "default_assignee": default_assignee_login,
+        "default_priority": a.creation.default_priority.as_str(),
+        "default_tags": a.creation.default_tags.join(", "),
+        "bundle": a.creation.bundle,
     })
 }
 
@@ -247,6 +268,11 @@ fn values_typed(form: &Form) -> Value {
             "pinned_cert",
             "only_new",
             "validity",
+            "refused",
+            "refused_subject",
+            "default_assignee",
+            "default_priority",
+            "default_tags",
         ] {
             o.insert(k.into(), json!(form.text(k)));
         }
@@ -256,6 +282,13 @@ fn values_typed(form: &Form) -> Value {
             json!(form.get("comment").unwrap_or("").trim()),
         );
         o.insert("trusted".into(), json!(form.get("trusted").is_some()));
+        o.insert(
+            "refused_body".into(),
+            json!(form.get("refused_body").unwrap_or("")),
+        );
+        for k in ["no_new", "create_customers", "bundle"] {
+            o.insert(k.into(), json!(form.get(k).is_some()));
+        }
         o.insert("enabled".into(), json!(form.get("enabled").is_some()));
     }
     v
@@ -363,6 +396,17 @@ fn input_of(lang: &str, form: &Form, errs: &mut FieldErrors) -> AccountInput {
         authzid: Some(form.text("authzid")),
         validity: Some(form.text("validity")),
         comment: Some(form.get("comment").unwrap_or("").to_owned()),
+        creation: crate::creation::CreationInput {
+            no_new: Some(form.get("no_new").is_some()),
+            refused: Some(form.text("refused")).filter(|r| !r.is_empty()),
+            refused_subject: Some(form.text("refused_subject")),
+            refused_body: Some(form.get("refused_body").unwrap_or("").to_owned()),
+            create_customers: Some(form.get("create_customers").is_some()),
+            default_assignee: Some(form.text("default_assignee")),
+            default_priority: Some(form.text("default_priority")).filter(|p| !p.is_empty()),
+            default_tags: Some(form.text("default_tags")),
+            bundle: Some(form.get("bundle").is_some()),
+        },
     }
 }
 
@@ -577,6 +621,16 @@ fn act(ctx: &WebCtx, a: &AccountRecord, action: &str) -> Reply {
     }
 }
 
+fn priority_label(p: crate::model::Priority) -> &'static str {
+    use crate::model::Priority;
+    match p {
+        Priority::Low => "Low priority",
+        Priority::Normal => "Normal priority",
+        Priority::High => "High priority",
+        Priority::Urgent => "Urgent",
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn show_form(
     ctx: &WebCtx,
@@ -595,6 +649,22 @@ fn show_form(
             .collect(),
         Err(e) => return store_error(e),
     };
+    // Users a new conversation may be assigned to (whether they may see the mailbox is
+    // checked when saved, with the reason next to the field).
+    let mut user_options: Vec<Value> = vec![json!(["", i18n::tr(lang, "(nobody)", &[])])];
+    match ctx.store.read().and_then(|r| r.users()) {
+        Ok(users) => user_options.extend(
+            users
+                .iter()
+                .filter(|u| !u.disabled)
+                .map(|u| json!([u.login, format!("{} ({})", u.name, u.login)])),
+        ),
+        Err(e) => return store_error(e),
+    }
+    let priorities: Vec<Value> = crate::model::Priority::ALL
+        .iter()
+        .map(|p| json!([p.as_str(), i18n::tr(lang, priority_label(*p), &[])]))
+        .collect();
     let presets: Vec<Value> = PRESETS
         .iter()
         .map(|(k, label, host, port, sec)| {
@@ -613,6 +683,8 @@ fn show_form(
         "val": values,
         "errors": errs.to_json(),
         "mailbox_options": mailboxes,
+        "user_options": user_options,
+        "priority_options": priorities,
         "presets": presets,
         "title": title,
         "action": action,
