@@ -294,7 +294,11 @@ fn admin_lists(rounds: usize) -> Res<()> {
             tx.put_account(&AccountRecord {
                 id: AccountId(id),
                 name: format!("account-{i}"),
-                protocol: if i % 3 == 0 { Protocol::Pop3 } else { Protocol::Imap },
+                protocol: if i % 3 == 0 {
+                    Protocol::Pop3
+                } else {
+                    Protocol::Imap
+                },
                 host: format!("mail{}.example.org", i % 17),
                 port: 993,
                 security: Security::Tls,
@@ -314,6 +318,7 @@ fn admin_lists(rounds: usize) -> Res<()> {
                 authzid: String::new(),
                 validity: Validity::Valid,
                 comment: format!("the office's account {i}"),
+                creation: Default::default(),
             })?;
         }
         let mut admin = None;
@@ -368,11 +373,16 @@ fn admin_lists(rounds: usize) -> Res<()> {
         }
         admin.ok_or_else(|| Box::<dyn std::error::Error>::from("no user was made"))
     })?;
-    eprintln!("  admin store filled in {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "  admin store filled in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let token = store.write(|tx| postroom::users::start_session(tx, admin, 1_900_000_000))?;
     let mut ctx = WebCtx::new(store.clone());
     ctx.clock = Arc::new(FixedClock(1_900_000_000_000));
-    println!("admin pages, {N} accounts / mailboxes / users / filters, 100,000 log entries (median / p99):");
+    println!(
+        "admin pages, {N} accounts / mailboxes / users / filters, 100,000 log entries (median / p99):"
+    );
     for path in [
         "/admin",
         "/admin/accounts",
