@@ -18,7 +18,7 @@ type Step = (u32, fn(&WriteTransaction) -> Result<(), StoreError>);
 
 /// Steps from an empty file upwards. Version 1 is the first layout: creating the tables
 /// happens when `Tx` opens them; the step adds the default mailbox.
-const STEPS: &[Step] = &[(1, init_v1), (2, to_v2), (3, to_v3), (4, to_v4)];
+const STEPS: &[Step] = &[(1, init_v1), (2, to_v2), (3, to_v3), (4, to_v4), (5, to_v5)];
 
 fn init_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut tx = Tx::open(txn)?;
@@ -55,6 +55,14 @@ fn to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
 /// Version 3 adds the SMTP, outbox and auto-reply tables (created when `Tx` opens them).
 /// Mailbox records of format 1 stay as they are: the decoder reads both formats.
 fn to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
+    Tx::open(txn).map(drop)
+}
+
+/// Version 5 adds the tables of the administration: postmaster filters, mailbox
+/// permissions, invitations, notification settings and tokens, customers (created when
+/// `Tx` opens them). Account records of format 3 and conversation records of format 3
+/// are written from now on; the decoders read every earlier format.
+fn to_v5(txn: &WriteTransaction) -> Result<(), StoreError> {
     Tx::open(txn).map(drop)
 }
 

@@ -14,7 +14,7 @@ use redb::{MultimapTableDefinition, TableDefinition};
 /// aliases, signature, auto-reply, SMTP server; format 1 still reads);
 /// 4 = users, sessions, API tokens, read marks, drafts, the inbox and customer indexes;
 /// conversation records format 2 (assignee, followers; format 1 still reads).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// `name -> value`. Keys: `schema_version` (u32 LE), `created_by` (utf-8 program version).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");

@@ -87,6 +87,98 @@ fn fill_fixture(data: &Path) {
             tx.set_read(u.id, ConvId(1), c.last_activity)?;
             Ok::<_, postroom::store::StoreError>(())
         })
+        .unwrap(); // Since version 5: the administration's records. A trusted account with a login
+    // method and creation options, a filter, a permission, an invitation, notification
+    // settings, a customer, and a conversation with priority, tags and a field.
+    dir.store
+        .write(|tx| {
+            use postroom::model::{
+                AccountId, AccountRecord, AfterFetch, Creation, CustomerRecord, InviteRecord,
+                LoginMethod, NotifyPrefs, Priority, Protocol, Security, Validity,
+            };
+            let support = postroom::mailboxes::find(tx, "Support").unwrap();
+            let ann = tx.user_by_login("ann")?.unwrap();
+            let id = AccountId(tx.next_id("account")?);
+            tx.put_account(&AccountRecord {
+                id,
+                name: "inside".into(),
+                protocol: Protocol::Imap,
+                host: "imap.example.org".into(),
+                port: 993,
+                security: Security::Tls,
+                username: "OFFICE\\ann\\support".into(),
+                password_sealed: Vec::new(),
+                folders: vec!["INBOX".into()],
+                after: AfterFetch::Keep,
+                mailbox: support.id,
+                enabled: false,
+                only_new: true,
+                pinned_cert: None,
+                poll_secs: 120,
+                max_message_bytes: 10 << 20,
+                dispatch_by_address: false,
+                trusted: true,
+                login: LoginMethod::Plain,
+                authzid: "support".into(),
+                validity: Validity::TemporarilyInvalid,
+                comment: "the shared mailbox".into(),
+                creation: Creation {
+                    no_new: true,
+                    answer_refused: true,
+                    refused_subject: "Please use your ticket".into(),
+                    refused_body: "Write to us with [Ticket#{{ tag }}].".into(),
+                    create_customers: true,
+                    default_assignee: Some(ann.id),
+                    default_priority: Priority::High,
+                    default_tags: vec!["vip".into()],
+                    bundle: true,
+                },
+            })?;
+            tx.put_filter(&postroom::filters::Filter {
+                id: 0,
+                name: "10 invoices".into(),
+                enabled: true,
+                stop: true,
+                conditions: vec![postroom::filters::Condition {
+                    field: postroom::filters::Field::Header("Subject".into()),
+                    pattern: "invoice".into(),
+                    negate: false,
+                    case_sensitive: false,
+                }],
+                actions: vec![postroom::filters::Action::SetPriority(Priority::Urgent)],
+            })?;
+            tx.set_mailbox_perm(support.id, ann.id, 0b101)?;
+            tx.put_invite(
+                &[7; 32],
+                &InviteRecord {
+                    user: ann.id,
+                    created: 1_795_000_000,
+                    expires: 1_795_604_800,
+                    reset: true,
+                },
+            )?;
+            tx.put_notify_prefs(
+                ann.id,
+                &NotifyPrefs {
+                    new_conversation: true,
+                    customer_reply: false,
+                    assigned: true,
+                    mentioned: false,
+                },
+            )?;
+            tx.put_customer(&CustomerRecord {
+                email: "anna@customer.example".into(),
+                name: "Anna".into(),
+                company: "customer.example".into(),
+                created: 1_795_000_000_000,
+            })?;
+            let mut c = tx.conversation(ConvId(1))?.unwrap();
+            c.priority = Priority::High;
+            c.tags = vec!["printer".into()];
+            c.fields.insert("Contract".into(), "A-17".into());
+            tx.put_conversation(&c)?;
+            Ok::<_, postroom::store::StoreError>(())
+        })
         .unwrap();
 }
 
@@ -132,6 +224,49 @@ fn fixture_opens_and_reads(version: u32) {
             r.read_mark(ann.id, ConvId(1)).unwrap(),
             Some(c.last_activity)
         );
+    }
+    if version >= 5 {
+        use postroom::model::{LoginMethod, Priority, Validity};
+        let r = store.read().unwrap();
+        let ann = r.user_by_login("ann").unwrap().unwrap();
+        let inside = r
+            .accounts()
+            .unwrap()
+            .into_iter()
+            .find(|a| a.name == "inside")
+            .expect("the fixture's account");
+        assert!(inside.trusted);
+        assert_eq!(inside.login, LoginMethod::Plain);
+        assert_eq!(inside.authzid, "support");
+        assert_eq!(inside.validity, Validity::TemporarilyInvalid);
+        assert_eq!(inside.username, "OFFICE\\ann\\support");
+        assert!(inside.creation.no_new && inside.creation.bundle);
+        assert_eq!(inside.creation.default_assignee, Some(ann.id));
+        assert_eq!(inside.creation.default_tags, vec!["vip".to_string()]);
+        let filters = r.filters().unwrap();
+        assert_eq!(filters[0].name, "10 invoices");
+        assert!(filters[0].stop);
+        let support = r
+            .mailboxes()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "Support")
+            .unwrap();
+        assert_eq!(r.mailbox_perms(support.id).unwrap(), vec![(ann.id, 0b101)]);
+        assert!(r.invite(&[7; 32]).unwrap().unwrap().reset);
+        let prefs = r.notify_prefs(ann.id).unwrap();
+        assert!(prefs.new_conversation && !prefs.customer_reply);
+        assert_eq!(
+            r.customer("anna@customer.example")
+                .unwrap()
+                .unwrap()
+                .company,
+            "customer.example"
+        );
+        let c = r.conversation(ConvId(1)).unwrap().unwrap();
+        assert_eq!(c.priority, Priority::High);
+        assert_eq!(c.tags, vec!["printer".to_string()]);
+        assert_eq!(c.fields.get("Contract").map(String::as_str), Some("A-17"));
     }
     let r = store.read().unwrap();
     assert_eq!(
