@@ -19,7 +19,8 @@
 //! most 40 MB, IDLE median under 1 s). A failed run is reported in the table and the
 //! rest still runs. Corpus overrides as in the import bench: `POSTROOM_BENCH_SEED`,
 //! `POSTROOM_BENCH_COUNT`, `POSTROOM_BENCH_ATTACH_MIN`, `POSTROOM_BENCH_ATTACH_MAX`;
-//! `POSTROOM_BENCH_IDLE_ROUNDS` (default 20).
+//! `POSTROOM_BENCH_IDLE_ROUNDS` (default 20); `POSTROOM_BENCH_BIN` runs another build of
+//! the binary (e.g. the static musl one from `cross/build x86_64`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -144,8 +145,13 @@ fn run_mbsync(work: &Path, d: &Dovecot, count: usize) -> Res<Option<Row>> {
     }))
 }
 
+/// The binary under test: cargo's build, or `POSTROOM_BENCH_BIN` (e.g. the static musl
+/// binary `cross/build x86_64` makes, the allocator the appliance ships with).
 fn postroom(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_postroom"));
+    let bin = std::env::var_os("POSTROOM_BENCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_postroom").into());
+    let mut c = Command::new(bin);
     c.arg("--data")
         .arg(data)
         .env_remove("POSTROOM_DATA")
