@@ -322,7 +322,8 @@ pub fn serve(
         })
         .unwrap_or_default();
     // mDNS is a convenience: without multicast the service still runs.
-    let announcer = match mdns.map(|name| crate::mdns::announce(name, web_addr)) {
+    let https_addr = https.as_ref().map(|(front, _)| front.addr);
+    let announcer = match mdns.map(|name| crate::mdns::announce(name, web_addr, https_addr)) {
         Some(Ok(a)) => a,
         Some(Err(e)) => {
             log::warn!("{e}; reach the service by its IP address instead");

@@ -135,7 +135,8 @@ fn a_busy_port_is_a_clear_error() {
 }
 
 /// Listening on the LAN, the service announces NAME.local by mDNS with an `_http._tcp`
-/// record carrying the web port; a resolver on this machine finds both.
+/// record carrying the web port and an `_https._tcp` record carrying the HTTPS port; a
+/// resolver on this machine finds both, and the log names the HTTPS address first.
 #[test]
 fn the_service_announces_itself_by_mdns() {
     let t = tmp();
@@ -144,26 +145,41 @@ fn the_service_announces_itself_by_mdns() {
         t.path(),
         &[
             ("POSTROOM_LISTEN", "0.0.0.0:0"),
+            ("POSTROOM_HTTPS_LISTEN", "0.0.0.0:0"),
             ("POSTROOM_MDNS_NAME", &name),
         ],
     );
-    serve.wait_for("mDNS: announcing", Duration::from_secs(30));
-    let port = web_port(&serve.wait_for("ready", Duration::from_secs(30)));
-    let client = mdns_sd::ServiceDaemon::new().unwrap();
-    let browse = client.browse("_http._tcp.local.").unwrap();
-    let until = Instant::now() + Duration::from_secs(20);
-    let mut found = None;
-    while Instant::now() < until && found.is_none() {
-        if let Ok(mdns_sd::ServiceEvent::ServiceResolved(info)) =
-            browse.recv_timeout(Duration::from_millis(500))
-            && info.get_hostname() == format!("{name}.local.")
-        {
-            found = Some((info.get_port(), info.get_addresses_v4().len()));
+    let announced = serve.wait_for("mDNS: announcing", Duration::from_secs(30));
+    let ready = serve.wait_for("ready", Duration::from_secs(30));
+    let (port, tls_port) = (web_port(&ready), crate::support::https_port(&ready));
+    assert!(
+        announced.contains(&format!(
+            "announcing https://{name}.local:{tls_port}/ (and http://{name}.local:{port}/)"
+        )),
+        "{announced}"
+    );
+    let resolve = |ty: &str| {
+        let client = mdns_sd::ServiceDaemon::new().unwrap();
+        let browse = client.browse(ty).unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        // (a resolution may come before the host's address records: wait for those)
+        let mut found = None;
+        while Instant::now() < until && found.is_none_or(|(_, addrs)| addrs == 0) {
+            if let Ok(mdns_sd::ServiceEvent::ServiceResolved(info)) =
+                browse.recv_timeout(Duration::from_millis(500))
+                && info.get_hostname() == format!("{name}.local.")
+            {
+                found = Some((info.get_port(), info.get_addresses_v4().len()));
+            }
         }
-    }
-    let _ = client.shutdown();
-    let (p, addrs) = found.expect("the service record was announced");
-    assert_eq!(p, port, "the record carries the web port");
+        let _ = client.shutdown();
+        found.unwrap_or_else(|| panic!("no {ty} record for {name}.local was announced"))
+    };
+    let (p, addrs) = resolve("_http._tcp.local.");
+    assert_eq!(p, port, "the http record carries the web port");
+    assert!(addrs > 0, "with the machine's addresses");
+    let (p, addrs) = resolve("_https._tcp.local.");
+    assert_eq!(p, tls_port, "the https record carries the HTTPS port");
     assert!(addrs > 0, "with the machine's addresses");
     serve.stop();
 }
