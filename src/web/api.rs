@@ -389,6 +389,89 @@ fn act(ctx: &WebCtx, user: &UserRecord, id: ConvId, action: &str, body: &Value) 
                 Err(e) => store_error(e),
             }
         }
-        _ => error(404, "unknown action; use reply, note, assign or status"),
+        "details" => {
+            use crate::filters::{MAX_ROWS, MAX_TEXT};
+            let priority = match body.get("priority") {
+                None => None,
+                Some(v) => match v.as_str().and_then(crate::model::Priority::parse) {
+                    Some(p) => Some(p),
+                    None => {
+                        return error(
+                            400,
+                            &format!("\"priority\" {v} is not one of low, normal, high, urgent"),
+                        );
+                    }
+                },
+            };
+            let long = |t: &str| t.is_empty() || t.chars().count() > MAX_TEXT;
+            let tags = match body.get("tags") {
+                None => None,
+                Some(Value::Array(a))
+                    if a.len() <= MAX_ROWS
+                        && a.iter()
+                            .all(|t| t.as_str().is_some_and(|t| !long(t.trim()))) =>
+                {
+                    let joined: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+                    Some(crate::filters::split_tags(&joined.join(",")))
+                }
+                Some(_) => {
+                    return error(
+                        400,
+                        &format!(
+                            "\"tags\" is a list of at most {MAX_ROWS} non-empty strings of at most {MAX_TEXT} characters"
+                        ),
+                    );
+                }
+            };
+            let fields = match body.get("fields") {
+                None => None,
+                Some(Value::Object(o))
+                    if o.len() <= MAX_ROWS
+                        && o.iter().all(|(k, v)| {
+                            !long(k.trim())
+                                && v.as_str().is_some_and(|v| v.chars().count() <= MAX_TEXT)
+                        }) =>
+                {
+                    Some(
+                        o.iter()
+                            .filter_map(|(k, v)| Some((k.trim().to_owned(), v.as_str()?.trim())))
+                            .filter(|(_, v)| !v.is_empty())
+                            .map(|(k, v)| (k, v.to_owned()))
+                            .collect::<std::collections::BTreeMap<_, _>>(),
+                    )
+                }
+                Some(_) => {
+                    return error(
+                        400,
+                        &format!(
+                            "\"fields\" is an object of at most {MAX_ROWS} name: text pairs, names not empty, at most {MAX_TEXT} characters each (an empty text drops the field)"
+                        ),
+                    );
+                }
+            };
+            let r = ctx.store.write(|tx| {
+                if let Some(mut cur) = tx.conversation(c.id)? {
+                    if let Some(p) = priority {
+                        cur.priority = p;
+                    }
+                    if let Some(t) = tags.clone() {
+                        cur.tags = t;
+                    }
+                    if let Some(f) = fields.clone() {
+                        cur.fields = f;
+                    }
+                    tx.put_conversation(&cur)?;
+                }
+                Ok::<_, StoreError>(())
+            });
+            match r {
+                Ok(()) => ok(ctx),
+                Err(e) => store_error(e),
+            }
+        }
+        _ => error(
+            404,
+            "unknown action; use reply, note, assign, status or details",
+        ),
     }
 }

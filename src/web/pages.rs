@@ -1028,6 +1028,9 @@ fn conversation(
             "draft": draft,
             "notice": notice.as_ref().map(|(n, _)| n.clone()),
             "statuses": statuses,
+            "priorities": crate::model::Priority::ALL.iter().map(|p| json!({
+                "id": p.as_str(), "label": i18n::tr(lang, priority_label(*p), &[])
+            })).collect::<Vec<_>>(),
         }))
     };
     let extra = match run() {
@@ -1397,6 +1400,20 @@ fn conversation_action(
                 Err(e) => store_error(e),
             }
         }
+        "details" => {
+            let details = match parse_details(lang, form) {
+                Ok(d) => d,
+                Err(why) => return conversation(ctx, req, s, c.id, Some((why, None))),
+            };
+            let r = ctx.store.write(|tx| {
+                let Some(mut cur) = tx.conversation(c.id)? else {
+                    return Ok(());
+                };
+                (cur.priority, cur.tags, cur.fields) = details;
+                tx.put_conversation(&cur)
+            });
+            done(r)
+        }
         "assign" | "status" | "follow" | "move" | "unread" | "merge" => {
             let value = form.text("value");
             let uid = s.user.id;
@@ -1472,6 +1489,60 @@ fn conversation_action(
         }
         _ => not_found(),
     }
+}
+
+/// What an agent sets in a conversation's details form.
+type Details = (
+    crate::model::Priority,
+    Vec<String>,
+    std::collections::BTreeMap<String, String>,
+);
+
+/// Reads the details form: a priority, comma-separated tags and `name=value` lines
+/// (an empty value drops the field), with the filters' limits; the refusal says why.
+fn parse_details(lang: &str, form: &Form) -> Result<Details, String> {
+    use crate::filters::{MAX_ROWS, MAX_TEXT};
+    let priority = crate::model::Priority::parse(&form.text("priority"))
+        .ok_or_else(|| i18n::tr(lang, "Choose a priority.", &[]))?;
+    let tags = crate::filters::split_tags(form.get("tags").unwrap_or(""));
+    let too_long = |t: &str| t.chars().count() > MAX_TEXT;
+    if tags.len() > MAX_ROWS || tags.iter().any(|t| too_long(t)) {
+        return Err(i18n::tr(
+            lang,
+            "At most {n} tags of at most {max} characters each.",
+            &[("n", MAX_ROWS.to_string()), ("max", MAX_TEXT.to_string())],
+        ));
+    }
+    let mut fields = std::collections::BTreeMap::new();
+    for line in form.get("fields").unwrap_or("").lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (k, v) = match line.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && !too_long(k.trim()) && !too_long(v.trim()) => {
+                (k.trim(), v.trim())
+            }
+            _ => {
+                return Err(i18n::tr(
+                    lang,
+                    "Write each custom field as name=value on its own line (name not empty, at most {max} characters each): {line}",
+                    &[("max", MAX_TEXT.to_string()), ("line", line.to_owned())],
+                ));
+            }
+        };
+        if !v.is_empty() {
+            fields.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    if fields.len() > MAX_ROWS {
+        return Err(i18n::tr(
+            lang,
+            "At most {n} custom fields.",
+            &[("n", MAX_ROWS.to_string())],
+        ));
+    }
+    Ok((priority, tags, fields))
 }
 
 /// Who replied or wrote a note in `conv` after message `seen_last` (the newest the page

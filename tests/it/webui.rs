@@ -581,6 +581,133 @@ fn an_agent_gets_404_for_every_url_of_a_mailbox_they_may_not_see() {
     o.serve.stop();
 }
 
+/// An agent sets a conversation's priority, tags and custom fields on its page; the API
+/// and the page show them; a bad line is refused with the reason and changes nothing;
+/// a conversation the agent may not see cannot be changed.
+#[test]
+fn an_agent_edits_priority_tags_and_fields_on_the_conversation_page() {
+    let o = office(None);
+    let (support, sales) = o.convs;
+    let sam = login(o.port, "sam", PW);
+    let get = |id: u64| {
+        api(
+            o.port,
+            Some(&o.admin_token),
+            "GET",
+            &format!("/api/v1/conversations/{id}"),
+            None,
+        )
+        .1
+    };
+    let (s, _, _) = sam.post(
+        &format!("/c/{sales}/details"),
+        &[
+            ("priority", "urgent"),
+            ("tags", "billing, vip ,billing,, refund"),
+            (
+                "fields",
+                "Contract = A-17\r\nCustomer no.=4711\r\n\r\nEmpty=\r\n",
+            ),
+        ],
+    );
+    assert_eq!(s, 303);
+    let v = get(sales);
+    assert_eq!(v["priority"], "urgent", "{v}");
+    assert_eq!(v["tags"], serde_json::json!(["billing", "vip", "refund"]));
+    assert_eq!(
+        v["fields"],
+        serde_json::json!({"Contract": "A-17", "Customer no.": "4711"}),
+        "trimmed, and an empty value sets nothing"
+    );
+    let (_, _, page) = sam.get(&format!("/c/{sales}"));
+    assert!(
+        page.contains(r#"<option value="urgent" selected>"#),
+        "the form shows it"
+    );
+    assert!(page.contains(r#"value="billing, vip, refund""#));
+    assert!(page.contains("<dt>Contract</dt><dd>A-17</dd>"));
+    // A field line without "=" is refused with the reason; nothing changes.
+    let (s, _, page) = sam.post(
+        &format!("/c/{sales}/details"),
+        &[
+            ("priority", "low"),
+            ("tags", ""),
+            ("fields", "no equals sign here"),
+        ],
+    );
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("Write each custom field as name=value on its own line")
+            && page.contains("no equals sign here"),
+        "{page}"
+    );
+    assert_eq!(
+        get(sales)["priority"],
+        "urgent",
+        "unchanged after a refusal"
+    );
+    // Clearing: normal priority, no tags, no fields.
+    let (s, _, _) = sam.post(
+        &format!("/c/{sales}/details"),
+        &[("priority", "normal"), ("tags", " "), ("fields", "")],
+    );
+    assert_eq!(s, 303);
+    let v = get(sales);
+    assert_eq!(
+        (v["priority"].as_str(), v["tags"].as_array().map(Vec::len)),
+        (Some("normal"), Some(0))
+    );
+    assert_eq!(v["fields"], serde_json::json!({}));
+    // Sam sees Sales only: Support's conversation is not his to change.
+    let (s, _, _) = sam.post(
+        &format!("/c/{support}/details"),
+        &[("priority", "urgent"), ("tags", "x"), ("fields", "")],
+    );
+    assert_eq!(s, 404);
+    assert_eq!(get(support)["priority"], "normal");
+    // The API: only what the body names changes; bad input is a 400 that changes nothing.
+    let post = |id: u64, body: serde_json::Value| {
+        api(
+            o.port,
+            Some(&o.agent_token),
+            "POST",
+            &format!("/api/v1/conversations/{id}/details"),
+            Some(&body),
+        )
+    };
+    let (s, v) = post(
+        sales,
+        serde_json::json!({"tags": ["a", " b ", "a"], "fields": {"K": "v", "Gone": ""}}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let v = get(sales);
+    assert_eq!(v["priority"], "normal", "not named: unchanged");
+    assert_eq!(v["tags"], serde_json::json!(["a", "b"]));
+    assert_eq!(v["fields"], serde_json::json!({"K": "v"}));
+    let (s, v) = post(sales, serde_json::json!({"priority": "soon"}));
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("low, normal, high, urgent"),
+        "{v}"
+    );
+    let (s, _) = post(
+        sales,
+        serde_json::json!({"priority": "high", "tags": "not a list"}),
+    );
+    assert_eq!(s, 400);
+    assert_eq!(
+        get(sales)["priority"],
+        "normal",
+        "a refused body changes nothing"
+    );
+    let (s, _) = post(support, serde_json::json!({"priority": "high"}));
+    assert_eq!(s, 404, "the agent's token does not reach Support");
+    o.serve.stop();
+}
+
 #[test]
 fn every_state_changing_route_needs_the_form_token_and_our_origin() {
     let o = office(None);
@@ -597,6 +724,7 @@ fn every_state_changing_route_needs_the_form_token_and_our_origin() {
         format!("/c/{sales}/move"),
         format!("/c/{sales}/merge"),
         format!("/c/{sales}/unread"),
+        format!("/c/{sales}/details"),
         "/profile/save".to_owned(),
         "/profile/password".to_owned(),
         "/profile/token".to_owned(),
