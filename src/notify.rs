@@ -28,6 +28,10 @@ use std::collections::BTreeMap;
 
 /// The Message-ID of a notification is `pr-notify.TOKEN@DOMAIN`.
 pub const TOKEN_PREFIX: &str = "pr-notify.";
+/// How long an answer by mail to a notification is sent on to the customer (seconds).
+/// An older notification's answer is kept as an internal note instead: a stolen or
+/// long-forgotten notification cannot speak for the team for ever.
+pub const ANSWER_TTL_SECS: i64 = 30 * 24 * 3600;
 /// Most characters of the new text a notification carries.
 const MAX_TEXT: usize = 4000;
 
@@ -344,8 +348,11 @@ fn tokens_in<'a>(ids: impl Iterator<Item = &'a String>) -> Vec<String> {
 /// Whether `p` is an agent's answer to one of their notifications: it names a
 /// notification's Message-ID whose token is stored, AND comes from the address of the
 /// (enabled) user the notification went to. Anything else is not (a forged answer is
-/// customer mail like any other).
-pub fn agent_answer(tx: &Tx<'_>, p: &Parsed) -> Result<Option<(UserRecord, ConvId)>, StoreError> {
+/// customer mail like any other). Also returns when the notification was made (Unix s).
+pub fn agent_answer(
+    tx: &Tx<'_>,
+    p: &Parsed,
+) -> Result<Option<(UserRecord, ConvId, i64)>, StoreError> {
     let Some(from) = p.from.as_ref() else {
         return Ok(None);
     };
@@ -358,7 +365,7 @@ pub fn agent_answer(tx: &Tx<'_>, p: &Parsed) -> Result<Option<(UserRecord, ConvI
             && !u.email.is_empty()
             && u.email.trim().eq_ignore_ascii_case(from.email.trim())
         {
-            return Ok(Some((u, t.conv)));
+            return Ok(Some((u, t.conv, t.created)));
         }
     }
     Ok(None)
@@ -368,8 +375,9 @@ pub fn agent_answer(tx: &Tx<'_>, p: &Parsed) -> Result<Option<(UserRecord, ConvI
 /// customer through the normal reply path (the mailbox's address, signature, threading),
 /// with the quoted notification removed. The agent's mail itself is kept as a raw
 /// message and never filed as customer mail. When no reply can be made (nothing written
-/// above the quote, the mailbox cannot send), the answer is filed as an internal note
-/// on the conversation and the log says why. Returns whether a reply was queued.
+/// above the quote, the mailbox cannot send, the notification made at `token_created`
+/// is older than `ANSWER_TTL_SECS`), the answer is filed as an internal note on the
+/// conversation and the log says why. Returns whether a reply was queued.
 #[allow(clippy::too_many_arguments)]
 pub fn answer_by_mail(
     tx: &mut Tx<'_>,
@@ -380,6 +388,7 @@ pub fn answer_by_mail(
     bytes: &[u8],
     agent: &UserRecord,
     conv: ConvId,
+    token_created: i64,
 ) -> Result<bool, StoreError> {
     let text = crate::pipeline::parse::body_text(bytes).unwrap_or_else(|| p.preview.clone());
     let body = strip_quoted(&text);
@@ -390,7 +399,14 @@ pub fn answer_by_mail(
         quote: false,
         ..Default::default()
     };
-    let built = if body.trim().is_empty() {
+    let age = clock.now_secs() - token_created;
+    let built = if age > ANSWER_TTL_SECS {
+        Err(format!(
+            "the notification is {} days old, and answers by mail are sent on for {} days only; answer in the web UI",
+            age / 86_400,
+            ANSWER_TTL_SECS / 86_400
+        ))
+    } else if body.trim().is_empty() {
         Err("nothing was written above the quoted notification".to_owned())
     } else {
         crate::outbox::build_reply(&*tx, settings, clock, &req)

@@ -264,8 +264,8 @@ fn process_one(
     }
     // An agent's answer to a notification (their address and the notification's token):
     // a reply to the customer, never customer mail.
-    if let Some((agent, conv)) = crate::notify::agent_answer(tx, &p)? {
-        if crate::notify::answer_by_mail(tx, clock, settings, raw, &p, bytes, &agent, conv)? {
+    if let Some((agent, conv, made)) = crate::notify::agent_answer(tx, &p)? {
+        if crate::notify::answer_by_mail(tx, clock, settings, raw, &p, bytes, &agent, conv, made)? {
             s.queued = 1;
         }
         return Ok(s);

@@ -865,6 +865,56 @@ mod notifications {
             "the forged answers joined the conversation as customer mail"
         );
 
+        // 3b. A notification older than 30 days: Anna's answer is not sent to the
+        //     customer; it is kept as an internal note and the log says why.
+        let token = notif_id
+            .trim_matches(['<', '>'])
+            .strip_prefix("pr-notify.")
+            .and_then(|t| t.split('@').next())
+            .unwrap()
+            .to_owned();
+        {
+            let dir = postroom::app::DataDir::open(p, &postroom::model::SystemClock).unwrap();
+            dir.store
+                .write(|tx| {
+                    let key = postroom::users::token_key(&token);
+                    let mut t = tx.notify_token(&key)?.expect("the notification's token");
+                    t.created -= postroom::notify::ANSWER_TTL_SECS + 86_400;
+                    tx.put_notify_token(&key, &t)
+                })
+                .unwrap();
+        }
+        let sent_before = s.received().len();
+        d.append(
+            "desk",
+            DPASS,
+            "INBOX",
+            &mail(
+                "Anna <anna@staff.example>",
+                &format!("Re: {subject}"),
+                "a2@staff.example",
+                &format!("In-Reply-To: {notif_id}\r\nReferences: {notif_id}\r\n"),
+                "Late answer from an old notification.\r\n",
+            ),
+        );
+        let got = fetch_and_send(p, &s, sent_before);
+        assert!(
+            got.iter()
+                .all(|r| r.rcpt_tos != vec!["zoe@customer.example".to_string()]),
+            "an answer to a 31-day-old notification reached the customer: {got:#?}"
+        );
+        let msgs = messages(p, conv);
+        let late = msgs
+            .iter()
+            .find(|m| m.message_id.as_deref() == Some("a2@staff.example"))
+            .expect("the late answer is kept in the conversation");
+        assert_eq!(late.direction, Direction::Note, "kept as an internal note");
+        let log = run_ok(p, &["log", "--limit", "50"]);
+        assert!(
+            log.contains("NOT sent to the customer: the notification is 31 days old"),
+            "{log}"
+        );
+
         // 4. The customer writes again in a conversation assigned to Carl: Carl is told
         //    (the default setting), Anna (neither assignee nor follower) is not.
         {
